@@ -1,0 +1,109 @@
+//! Process lifecycle: task creation (to tell processes from threads), fork, exec, exit.
+//!
+//!   task:task_newtask          pid@8 comm[16]@12 clone_flags@32 oom_score_adj@40
+//!   sched:sched_process_fork   parent_comm(data_loc)@8 parent_pid@12 child_comm(data_loc)@16 child_pid@20
+//!   sched:sched_process_exec   filename(data_loc)@8 pid@12 old_pid@16
+//!   sched:sched_process_exit   comm[16]@8 pid@24 prio@28 group_dead(bool)@32
+//!   syscalls:sys_enter_exit_group error_code@16
+use aya_ebpf::{helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext, EbpfContext};
+use leaktrace_common::{EventKind, ExecEvent, ExitEvent, ForkEvent};
+
+use crate::{
+    emit::{header, output, pid_tgid, read, reserve, submit},
+    maps::{BRK_LAST, EXIT_CODES, NEW_TASKS, RSS_DIRTY, off},
+};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+#[tracepoint]
+pub fn exit_group_enter(ctx: TracePointContext) -> u32 {
+    try_exit_group_enter(&ctx).unwrap_or(1)
+}
+
+fn try_exit_group_enter(ctx: &TracePointContext) -> Result<u32, i64> {
+    let (tgid, _) = pid_tgid();
+    let code = read(ctx, off!(exit_group_code)) as i32;
+    EXIT_CODES.insert(&tgid, &code, 0)?;
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    try_task_newtask(&ctx).unwrap_or(1)
+}
+
+fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
+    let pid = read(ctx, off!(newtask_pid)) as u32;
+    let flags = read(ctx, off!(newtask_clone_flags));
+    NEW_TASKS.insert(&pid, &flags, 0)?;
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn process_fork(ctx: TracePointContext) -> u32 {
+    try_process_fork(&ctx).unwrap_or(1)
+}
+
+fn try_process_fork(ctx: &TracePointContext) -> Result<u32, i64> {
+    let child = read(ctx, off!(fork_child_pid)) as u32;
+    // SAFETY: the value is copied out before removal.
+    let flags = unsafe { NEW_TASKS.get(&child) }.copied();
+    let _ = NEW_TASKS.remove(&child);
+    if flags.is_some_and(|f| f & CLONE_THREAD != 0) {
+        return Ok(0); // a thread, not a process
+    }
+    output(EventKind::Fork, ForkEvent { hdr: header(EventKind::Fork), child_pid: child, _pad: 0 });
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn process_exec(ctx: TracePointContext) -> u32 {
+    try_process_exec(&ctx).unwrap_or(1)
+}
+
+fn try_process_exec(ctx: &TracePointContext) -> Result<u32, i64> {
+    let Some(mut e) = reserve::<ExecEvent>(EventKind::Exec) else { return Ok(0) };
+    let loc = read(ctx, off!(exec_filename)) as u32;
+    let ptr = e.as_mut_ptr();
+    // SAFETY: `ptr` points at the reserved record; every field is written before submit.
+    unsafe {
+        (*ptr).hdr = header(EventKind::Exec);
+        (*ptr).old_pid = read(ctx, off!(exec_old_pid)) as u32;
+        let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        let n = match bpf_probe_read_kernel_str_bytes(src, &mut (*ptr).filename) {
+            Ok(s) => s.len() as u32,
+            Err(_) => 0,
+        };
+        (*ptr).filename_len = n;
+    }
+    submit(EventKind::Exec, e);
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn process_exit(ctx: TracePointContext) -> u32 {
+    try_process_exit(&ctx).unwrap_or(1)
+}
+
+fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    let (tgid, tid) = pid_tgid();
+    let group_dead = off!(exit_group_dead);
+    let last = if group_dead.present() { read(ctx, group_dead) != 0 } else { tgid == tid };
+    if !last {
+        return Ok(0);
+    }
+    // SAFETY: the value is copied out before removal.
+    let code = unsafe { EXIT_CODES.get(&tgid) }.copied();
+    let _ = EXIT_CODES.remove(&tgid);
+    let _ = BRK_LAST.remove(&tgid);
+    let _ = RSS_DIRTY.remove(&tgid);
+    output(
+        EventKind::Exit,
+        ExitEvent {
+            hdr: header(EventKind::Exit),
+            exit_code: code.unwrap_or(0),
+            code_known: code.is_some() as u32,
+        },
+    );
+    Ok(0)
+}

@@ -1,0 +1,175 @@
+//! mmap / munmap / brk / mremap: arguments saved at `sys_enter_*`, one event at `sys_exit_*`.
+//!
+//! Layouts (6.18; offsets are read from these format files at start, never assumed):
+//!   syscalls:sys_enter_mmap   addr@16 len@24 prot@32 flags@40 fd@48 off@56 (8 bytes each)
+//!   syscalls:sys_enter_munmap addr@16 len@24
+//!   syscalls:sys_enter_brk    brk@16
+//!   syscalls:sys_enter_mremap addr@16 old_len@24 new_len@32 flags@40 new_addr@48
+//!   syscalls:sys_exit_*       ret@16 (long)
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use leaktrace_common::{BrkEvent, EventKind, MmapEvent, MremapEvent, MunmapEvent, PendingCall};
+
+use crate::{
+    emit::{header, output, read},
+    maps::{BRK_LAST, PENDING, off},
+};
+
+#[inline(always)]
+fn save(kind: EventKind, args: [u64; 6]) -> Result<u32, i64> {
+    let key = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let call = PendingCall { kind: kind as u32, _pad: 0, args };
+    PENDING.insert(&key, &call, 0)?;
+    Ok(0)
+}
+
+/// The saved arguments of this thread's call of `kind`, removed from the map, and the return value.
+#[inline(always)]
+fn take(ctx: &TracePointContext, kind: EventKind) -> Option<([u64; 6], i64)> {
+    let key = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let call = unsafe { PENDING.get(&key) }.copied();
+    let _ = PENDING.remove(&key);
+    let call = call?;
+    if call.kind != kind as u32 {
+        return None;
+    }
+    Some((call.args, read(ctx, off!(sys_exit_ret)) as i64))
+}
+
+#[tracepoint]
+pub fn mmap_enter(ctx: TracePointContext) -> u32 {
+    try_mmap_enter(&ctx).unwrap_or(1)
+}
+
+fn try_mmap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
+    save(
+        EventKind::Mmap,
+        [
+            read(ctx, off!(mmap_addr)),
+            read(ctx, off!(mmap_len)),
+            read(ctx, off!(mmap_prot)),
+            read(ctx, off!(mmap_flags)),
+            read(ctx, off!(mmap_fd)),
+            read(ctx, off!(mmap_off)),
+        ],
+    )
+}
+
+#[tracepoint]
+pub fn mmap_exit(ctx: TracePointContext) -> u32 {
+    try_mmap_exit(&ctx).unwrap_or(1)
+}
+
+fn try_mmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    let Some((a, ret)) = take(ctx, EventKind::Mmap) else { return Ok(0) };
+    output(
+        EventKind::Mmap,
+        MmapEvent {
+            hdr: header(EventKind::Mmap),
+            addr: a[0],
+            len: a[1],
+            prot: a[2],
+            flags: a[3],
+            fd: a[4] as i64,
+            off: a[5],
+            ret,
+        },
+    );
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn munmap_enter(ctx: TracePointContext) -> u32 {
+    try_munmap_enter(&ctx).unwrap_or(1)
+}
+
+fn try_munmap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
+    save(EventKind::Munmap, [read(ctx, off!(munmap_addr)), read(ctx, off!(munmap_len)), 0, 0, 0, 0])
+}
+
+#[tracepoint]
+pub fn munmap_exit(ctx: TracePointContext) -> u32 {
+    try_munmap_exit(&ctx).unwrap_or(1)
+}
+
+fn try_munmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    let Some((a, ret)) = take(ctx, EventKind::Munmap) else { return Ok(0) };
+    output(EventKind::Munmap, MunmapEvent { hdr: header(EventKind::Munmap), addr: a[0], len: a[1], ret });
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn brk_enter(ctx: TracePointContext) -> u32 {
+    try_brk_enter(&ctx).unwrap_or(1)
+}
+
+fn try_brk_enter(ctx: &TracePointContext) -> Result<u32, i64> {
+    save(EventKind::Brk, [read(ctx, off!(brk_brk)), 0, 0, 0, 0, 0])
+}
+
+#[tracepoint]
+pub fn brk_exit(ctx: TracePointContext) -> u32 {
+    try_brk_exit(&ctx).unwrap_or(1)
+}
+
+fn try_brk_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    let Some((a, ret)) = take(ctx, EventKind::Brk) else { return Ok(0) };
+    let hdr = header(EventKind::Brk);
+    // SAFETY: the value is copied out.
+    let old = unsafe { BRK_LAST.get(&hdr.pid) }.copied();
+    let new_brk = ret as u64;
+    let _ = BRK_LAST.insert(&hdr.pid, &new_brk, 0);
+    output(
+        EventKind::Brk,
+        BrkEvent {
+            hdr,
+            requested: a[0],
+            old_brk: old.unwrap_or(0),
+            new_brk,
+            old_known: old.is_some() as u32,
+            _pad: 0,
+        },
+    );
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn mremap_enter(ctx: TracePointContext) -> u32 {
+    try_mremap_enter(&ctx).unwrap_or(1)
+}
+
+fn try_mremap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
+    save(
+        EventKind::Mremap,
+        [
+            read(ctx, off!(mremap_addr)),
+            read(ctx, off!(mremap_old_len)),
+            read(ctx, off!(mremap_new_len)),
+            read(ctx, off!(mremap_flags)),
+            read(ctx, off!(mremap_new_addr)),
+            0,
+        ],
+    )
+}
+
+#[tracepoint]
+pub fn mremap_exit(ctx: TracePointContext) -> u32 {
+    try_mremap_exit(&ctx).unwrap_or(1)
+}
+
+fn try_mremap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    let Some((a, ret)) = take(ctx, EventKind::Mremap) else { return Ok(0) };
+    output(
+        EventKind::Mremap,
+        MremapEvent {
+            hdr: header(EventKind::Mremap),
+            old_addr: a[0],
+            old_len: a[1],
+            new_len: a[2],
+            flags: a[3],
+            new_addr: a[4],
+            ret,
+        },
+    );
+    Ok(0)
+}

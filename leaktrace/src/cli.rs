@@ -1,0 +1,119 @@
+//! Command line: clap derive, parsed then validated. Bad values give one line and exit 2.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit statuses (README.md, "Exit status").
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LEAK: u8 = 3;
+    pub const NOT_FOUND: u8 = 127;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "leaktrace", version, about = "Finds memory leaks and explains OOM kills while they happen (eBPF)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Testing: pretend a probe is missing (program name or category:tracepoint) to exercise its fallback.
+    #[arg(long, global = true, hide = true, value_name = "PROBE")]
+    pub pretend_missing: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the decoded kernel event stream (mmap, munmap, brk, mremap, fork, exec, exit, oom_kill).
+    Trace(TraceArgs),
+    /// Check what leaktrace needs from this machine, one line per requirement and probe.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Only this process (tgid); repeatable.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+    /// Only processes with this command name (as in /proc/PID/comm); repeatable.
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this long (seconds, or with a unit: 500ms, 30s, 5m, 1h).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A positive duration: `10`, `1.5`, `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else if let Some(n) = t.strip_suffix('d') {
+        (n, 86400.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration (e.g. 30, 1.5, 500ms, 5m)"))?;
+    let secs = v * mult;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("must be greater than zero, got `{s}`"));
+    }
+    if secs > 10.0 * 365.0 * 86400.0 {
+        return Err(format!("`{s}` is too long"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// An existing file system path we will write into later.
+#[allow(dead_code)]
+pub fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["0", "-1", "-0.5", "abc", "", "NaN", "inf", "1e300", "0ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_parses() {
+        let c = Cli::try_parse_from(["leaktrace", "trace", "--pid", "5", "--pid", "6", "--json", "--duration", "3"]).unwrap();
+        let Command::Trace(t) = c.command else { panic!() };
+        assert_eq!(t.pids, vec![5, 6]);
+        assert!(Cli::try_parse_from(["leaktrace", "trace", "--pid", "x"]).is_err());
+        assert!(Cli::try_parse_from(["leaktrace", "trace", "--pid", "0"]).is_err());
+        assert!(Cli::try_parse_from(["leaktrace", "trace", "--duration", "-5"]).is_err());
+        assert!(Cli::try_parse_from(["leaktrace", "trace", "--bogus"]).is_err());
+        assert!(Cli::try_parse_from(["leaktrace", "frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! `leaktrace trace`: the decoded event stream, text or JSON lines.
+use std::{process::ExitCode, time::Duration};
+
+use leaktrace_common::EventKind;
+
+use super::{check_pids, shutdown_signal, start_probes};
+use crate::{
+    cli::TraceArgs,
+    events::{self, Event, source::EventSource},
+    probes::LoadOptions,
+    sinks::out::Out,
+    util::monotonic_ns,
+};
+
+struct Filter {
+    pids: Vec<u32>,
+    comms: Vec<String>,
+}
+
+impl Filter {
+    fn keep(&self, e: &Event) -> bool {
+        (self.pids.is_empty() || self.pids.contains(&e.subject_pid()) || self.pids.contains(&e.hdr.pid))
+            && (self.comms.is_empty() || self.comms.iter().any(|c| c == e.subject_comm() || *c == e.hdr.comm))
+    }
+}
+
+pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+    check_pids(&args.pids)?;
+    let mut probes = start_probes(opts)?;
+    let mut source = EventSource::new(&mut probes.ebpf)?;
+    eprintln!("leaktrace: tracing, {} (Ctrl-C to stop)", probes.summary());
+
+    let filter = Filter { pids: args.pids, comms: args.comms };
+    let mut out = Out::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut batch = Vec::new();
+    let mut last_drop_check = tokio::time::Instant::now();
+    loop {
+        let finished = tokio::select! {
+            () = &mut stop => true,
+            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => true,
+            () = source.wait(Duration::from_millis(100)) => false,
+        };
+        batch.clear();
+        source.drain(&mut batch);
+        for e in batch.iter().filter(|e| filter.keep(e)) {
+            if args.json { out.json(&events::json::event(e))? } else { out.line(&events::human::event(e))? }
+        }
+        if finished || last_drop_check.elapsed() >= Duration::from_secs(1) {
+            last_drop_check = tokio::time::Instant::now();
+            report_drops(&mut source, &mut out, args.json)?;
+        }
+        out.flush()?;
+        if finished || !out.is_open() {
+            break;
+        }
+    }
+    if source.decode_errors > 0 {
+        eprintln!("leaktrace: {} records could not be decoded", source.decode_errors);
+    }
+    drop(probes); // detaches every program
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drops are never silent: a `dropped` line per kind, and a note on stderr.
+fn report_drops(source: &mut EventSource, out: &mut Out, json: bool) -> std::io::Result<()> {
+    for (kind, count) in source.new_drops() {
+        let kind: EventKind = kind;
+        if json {
+            out.json(&events::json::dropped(monotonic_ns(), kind.name(), count))?;
+        } else {
+            out.line(&format!("{:>7} {:<16} DROPPED {count} {} events (ring buffer full)", "-", "-", kind.name()))?;
+        }
+        eprintln!("leaktrace: dropped {count} {} events (ring buffer full)", kind.name());
+    }
+    Ok(())
+}

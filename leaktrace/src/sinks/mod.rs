@@ -1,0 +1,2 @@
+//! Outputs. Every sink reads decoded events or analysed state; none touches the kernel side.
+pub mod out;
