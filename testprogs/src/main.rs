@@ -1,0 +1,201 @@
+//! `lt-workload MODE [ARGS]`: processes whose memory behaviour is known exactly, for tests and
+//! benchmarks. Facts the test needs (addresses, pids) are printed as one JSON line on stdout.
+//!
+//! Modes:
+//!   spine MMAP_MIB BRK_KIB EXIT_CODE  mmap+touch+munmap, grow brk, fork, exec `exit CODE`
+//!   exit CODE                         exit with CODE
+//!   oom CGROUP_PROCS_FILE             join the cgroup, then allocate 1 MiB/10 ms until killed
+//!   leak KIB_PER_SEC SECS             allocate and touch, never free
+//!   tidal PEAK_MIB PERIOD_SECS SECS   allocate to the peak, free everything, repeat
+//!   plateau MIB RAMP_SECS SECS        grow to MIB over RAMP_SECS, then hold
+//!   sawtooth UP_MIB DOWN_MIB PERIOD SECS  each period allocate UP, free DOWN (floor rises)
+//!   faults MIB ROUNDS                 page-fault storm: mmap, touch every page, munmap
+//!   mmaps COUNT                       mmap/munmap storm: small maps, not touched
+//! Any mode accepts `--cgroup PROCS_FILE` first to join a cgroup before doing anything.
+use std::{
+    env,
+    fs,
+    process::exit,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+const PAGE: usize = 4096;
+
+fn die(msg: &str) -> ! {
+    eprintln!("lt-workload: {msg}");
+    exit(2)
+}
+
+fn num<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
+    args.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| die(&format!("missing or bad {what}")))
+}
+
+/// An anonymous private mapping of `len` bytes, every page touched.
+fn map_touched(len: usize) -> *mut u8 {
+    // SAFETY: plain anonymous mmap; checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if p == libc::MAP_FAILED {
+        die("mmap failed");
+    }
+    let p = p.cast::<u8>();
+    for off in (0..len).step_by(PAGE) {
+        // SAFETY: within the mapping.
+        unsafe { p.add(off).write_volatile(1) };
+    }
+    p
+}
+
+fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: p/len came from map_touched.
+    if unsafe { libc::munmap(p.cast(), len) } != 0 {
+        die("munmap failed");
+    }
+}
+
+struct Chunk(*mut u8, usize);
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        unmap(self.0, self.1);
+    }
+}
+fn chunk(len: usize) -> Chunk {
+    Chunk(map_touched(len), len)
+}
+
+fn spine(args: &[String]) {
+    let mib: usize = num(args, 0, "MMAP_MIB");
+    let brk_kib: u64 = num(args, 1, "BRK_KIB");
+    let code: i32 = num(args, 2, "EXIT_CODE");
+    let len = mib << 20;
+    let p = map_touched(len);
+    unmap(p, len);
+    // SAFETY: raw brk syscalls: query, then grow by a known amount.
+    let old = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
+    let want = old + (brk_kib << 10);
+    let new = unsafe { libc::syscall(libc::SYS_brk, want) } as u64;
+    if new != want {
+        die("brk did not grow");
+    }
+    // SAFETY: the child only calls _exit.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe { libc::_exit(0) };
+    }
+    let mut st = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut st, 0) };
+    println!(
+        "{{\"pid\":{},\"mmap_addr\":{},\"mmap_len\":{},\"brk_old\":{},\"brk_new\":{},\"child_pid\":{}}}",
+        std::process::id(),
+        p as u64,
+        len,
+        old,
+        new,
+        child
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let exe = env::current_exe().unwrap_or_else(|_| die("no current_exe"));
+    let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(exe).args(["exit", &code.to_string()]));
+    die(&format!("exec failed: {err}"));
+}
+
+fn for_secs(secs: f64, mut step: impl FnMut(f64)) {
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        step(start.elapsed().as_secs_f64());
+    }
+}
+
+fn main() {
+    let mut args: Vec<String> = env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--cgroup") {
+        let file = args.get(1).cloned().unwrap_or_else(|| die("--cgroup needs a cgroup.procs path"));
+        fs::write(&file, std::process::id().to_string()).unwrap_or_else(|e| die(&format!("joining {file}: {e}")));
+        args.drain(..2);
+    }
+    let Some(mode) = args.first().cloned() else { die("usage: lt-workload MODE [ARGS] (see source)") };
+    let a = &args[1..];
+    match mode.as_str() {
+        "spine" => spine(a),
+        "exit" => exit(num(a, 0, "CODE")),
+        "oom" => {
+            let mut hold = Vec::new();
+            loop {
+                hold.push(chunk(1 << 20));
+                sleep(Duration::from_millis(10));
+            }
+        }
+        "leak" => {
+            let kib: f64 = num(a, 0, "KIB_PER_SEC");
+            let secs: f64 = num(a, 1, "SECS");
+            // 10 steps a second, rounded to pages.
+            let step = (((kib * 1024.0 / 10.0) as usize).max(PAGE) + PAGE - 1) / PAGE * PAGE;
+            let mut hold = Vec::new();
+            for_secs(secs, |_| {
+                hold.push(chunk(step));
+                sleep(Duration::from_millis(100));
+            });
+        }
+        "tidal" => {
+            let peak: usize = num(a, 0, "PEAK_MIB");
+            let period: f64 = num(a, 1, "PERIOD_SECS");
+            let secs: f64 = num(a, 2, "SECS");
+            for_secs(secs, |_| {
+                let c = chunk(peak << 20);
+                sleep(Duration::from_secs_f64(period / 2.0));
+                drop(c);
+                sleep(Duration::from_secs_f64(period / 2.0));
+            });
+        }
+        "plateau" => {
+            let mib: usize = num(a, 0, "MIB");
+            let ramp: f64 = num(a, 1, "RAMP_SECS");
+            let secs: f64 = num(a, 2, "SECS");
+            let mut hold = Vec::new();
+            for _ in 0..mib {
+                hold.push(chunk(1 << 20));
+                sleep(Duration::from_secs_f64(ramp / mib as f64));
+            }
+            sleep(Duration::from_secs_f64((secs - ramp).max(0.0)));
+        }
+        "sawtooth" => {
+            let up: usize = num(a, 0, "UP_MIB");
+            let down: usize = num(a, 1, "DOWN_MIB");
+            let period: f64 = num(a, 2, "PERIOD");
+            let secs: f64 = num(a, 3, "SECS");
+            let mut keep = Vec::new();
+            for_secs(secs, |_| {
+                let mut now: Vec<Chunk> = (0..up).map(|_| chunk(1 << 20)).collect();
+                sleep(Duration::from_secs_f64(period / 2.0));
+                now.truncate(up.saturating_sub(down));
+                keep.extend(now);
+                sleep(Duration::from_secs_f64(period / 2.0));
+            });
+        }
+        "faults" => {
+            let mib: usize = num(a, 0, "MIB");
+            let rounds: usize = num(a, 1, "ROUNDS");
+            for _ in 0..rounds {
+                drop(chunk(mib << 20));
+            }
+        }
+        "mmaps" => {
+            let count: usize = num(a, 0, "COUNT");
+            for _ in 0..count {
+                // SAFETY: anonymous mapping, never touched, unmapped at once.
+                let p = unsafe { libc::mmap(std::ptr::null_mut(), 64 << 10, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+                if p == libc::MAP_FAILED {
+                    die("mmap failed");
+                }
+                unsafe { libc::munmap(p, 64 << 10) };
+            }
+        }
+        other => die(&format!("unknown mode `{other}`")),
+    }
+}
