@@ -27,8 +27,63 @@ pub struct Cli {
 pub enum Command {
     /// Print the decoded kernel event stream (mmap, munmap, brk, mremap, fork, exec, exit, oom_kill).
     Trace(TraceArgs),
+    /// The host agent: track every process (or the filtered ones), report leaks and OOM kills live.
+    Run(RunArgs),
+    /// Observe one process (or a command and its descendants) and give a leak verdict.
+    /// Exit status: 0 no leak, 3 leak found, other non-zero on errors.
+    Watch(WatchArgs),
     /// Check what leaktrace needs from this machine, one line per requirement and probe.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this process (tgid); repeatable.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+    /// Only processes with this command name; repeatable.
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// Sampling interval (seconds, or 500ms, 2s, ...).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub interval: Duration,
+    /// Stop after this long.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Most processes tracked at once.
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_processes: u64,
+    /// Where OOM reports and pre-OOM snapshots are written (created 0700; files 0600).
+    #[arg(long, value_name = "DIR", default_value = crate::report::store::DEFAULT_DIR)]
+    pub report_dir: PathBuf,
+    /// Emit `oom_predicted` when a process's projected time to OOM drops under this.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub predict_within: Duration,
+    /// Capture a pre-OOM snapshot (smaps_rollup, status, top mappings) when the time to OOM drops under this.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub snapshot_within: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// JSON lines instead of text; the last line is the verdict.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this long (the verdict covers what was seen).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Sampling interval.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub interval: Duration,
+    /// The process to watch.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// The command to start and watch, with its descendants (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -115,5 +170,10 @@ mod tests {
         assert!(Cli::try_parse_from(["leaktrace", "trace", "--duration", "-5"]).is_err());
         assert!(Cli::try_parse_from(["leaktrace", "trace", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["leaktrace", "frobnicate"]).is_err());
+        assert!(Cli::try_parse_from(["leaktrace", "watch", "--pid", "5", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["leaktrace", "watch", "--interval", "0", "--pid", "5"]).is_err());
+        let c = Cli::try_parse_from(["leaktrace", "watch", "--json", "--", "ls", "-l"]).unwrap();
+        let Command::Watch(w) = c.command else { panic!() };
+        assert_eq!(w.command, vec!["ls", "-l"]);
     }
 }

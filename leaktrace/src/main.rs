@@ -1,11 +1,16 @@
 //! leaktrace: finds memory leaks and explains OOM kills while they happen.
 //!
 //! kernel probes ──ring buffers──▶ events ──▶ state ──▶ analysis ──▶ sinks; `commands` wires them.
+mod analysis;
 mod cli;
 mod commands;
 mod events;
+mod monitor;
 mod probes;
+mod report;
 mod sinks;
+mod state;
+mod sys;
 mod util;
 
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! One file per subcommand; each wires probes → events → state → analysis → sinks.
 mod doctor;
+mod run;
 mod trace;
+mod watch;
 
 use std::{path::Path, process::ExitCode};
 
@@ -18,6 +20,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let opts = LoadOptions { pretend_missing: cli.pretend_missing };
     match cli.command {
         Command::Trace(a) => trace::run(a, &opts).await,
+        Command::Run(a) => run::run(a, &opts).await,
+        Command::Watch(a) => watch::run(a, &opts).await,
         Command::Doctor(a) => doctor::run(a, &opts),
     }
 }

@@ -166,6 +166,9 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
 /// only reported.
 pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
     let tracefs = tracefs::ensure()?;
+    if EBPF_OBJECT.is_empty() {
+        bail!("this leaktrace was built without its eBPF programs (AYA_BUILD_SKIP); build it with `cargo xtask run`");
+    }
     let Prepared { offsets, usable, mut checks } = prepare(&tracefs, opts);
     let mut ebpf = EbpfLoader::new()
         .set_global(names::OFFSETS_GLOBAL, &offsets, true)

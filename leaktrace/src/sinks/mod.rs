@@ -1,2 +1,3 @@
 //! Outputs. Every sink reads decoded events or analysed state; none touches the kernel side.
+pub mod live;
 pub mod out;
