@@ -225,8 +225,35 @@ impl Monitor {
         if !self.in_scope(pid, &st) {
             return;
         }
-        if let Observed::New(Some(old)) = self.table.observe(key, &st, t) {
-            ups.push(Update::Exited { proc: Box::new(old), exit_code: None });
+        match self.table.observe(key, &st, t) {
+            Observed::New(old) => {
+                if let Some(old) = old {
+                    ups.push(Update::Exited { proc: Box::new(old), exit_code: None });
+                }
+                self.refresh_identity(pid, true);
+            }
+            Observed::Updated => self.refresh_identity(pid, false),
+            Observed::Refused => {}
+        }
+    }
+
+    /// Cache the cmdline and memory cgroup while the process lives (an exiting process shows an
+    /// empty cmdline and, on cgroup v1, the root cgroup). The cgroup is re-read whenever the
+    /// footprint changed, as processes move between cgroups (containers, systemd, tests).
+    fn refresh_identity(&mut self, pid: u32, all: bool) {
+        let memcgs = &self.memcgs;
+        let Some(p) = self.table.get_mut(pid) else { return };
+        if all || p.changed || p.memcg.is_none() {
+            if let Some(m) = memcgs.of(pid) {
+                p.memcg = Some(m);
+            }
+        }
+        if all || p.cmdline.is_none() {
+            if let Ok(c) = read_cmdline(pid)
+                && !c.is_empty()
+            {
+                p.cmdline = Some(c);
+            }
         }
     }
 
@@ -282,6 +309,7 @@ impl Monitor {
             Payload::Exec { .. } => {
                 if let Some(p) = self.table.get_mut(pid) {
                     p.comm.clone_from(&e.hdr.comm);
+                    self.refresh_identity(pid, true);
                 } else if matches!(self.cfg.scope, Scope::Filter { .. }) {
                     self.track(pid, t, ups);
                 }
@@ -336,7 +364,9 @@ impl Monitor {
         match read_status(pid) {
             // A zombie (vm_size 0) has released its memory: it is gone for our purposes.
             Ok(st) if st.vm_size > 0 => {
-                self.table.observe(key, &st, t);
+                if let Observed::Updated = self.table.observe(key, &st, t) {
+                    self.refresh_identity(pid, false);
+                }
             }
             _ => {
                 if let Some(p) = self.table.remove(pid) {
@@ -447,7 +477,6 @@ impl Monitor {
             let Some(p) = self.table.get_mut(pid) else { continue };
             if p.memcg.is_none() {
                 p.memcg = memcgs.of(pid);
-                p.cmdline = read_cmdline(pid).ok();
             }
             let memcg = p
                 .memcg

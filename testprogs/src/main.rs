@@ -11,7 +11,8 @@
 //!   sawtooth UP_MIB DOWN_MIB PERIOD SECS  each period allocate UP, free DOWN (floor rises)
 //!   faults MIB ROUNDS                 page-fault storm: mmap, touch every page, munmap
 //!   mmaps COUNT                       mmap/munmap storm: small maps, not touched
-//! Any mode accepts `--cgroup PROCS_FILE` first to join a cgroup before doing anything.
+//!   hold MIB SECS                     allocate MIB, hold it, exit
+//! Before the mode: `--cgroup PROCS_FILE` joins a cgroup, `--oom-score-adj N` sets the OOM score.
 use std::{
     env,
     fs,
@@ -114,9 +115,18 @@ fn for_secs(secs: f64, mut step: impl FnMut(f64)) {
 
 fn main() {
     let mut args: Vec<String> = env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--cgroup") {
-        let file = args.get(1).cloned().unwrap_or_else(|| die("--cgroup needs a cgroup.procs path"));
-        fs::write(&file, std::process::id().to_string()).unwrap_or_else(|e| die(&format!("joining {file}: {e}")));
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--cgroup") => {
+                let file = args.get(1).cloned().unwrap_or_else(|| die("--cgroup needs a cgroup.procs path"));
+                fs::write(&file, std::process::id().to_string()).unwrap_or_else(|e| die(&format!("joining {file}: {e}")));
+            }
+            Some("--oom-score-adj") => {
+                let v = args.get(1).cloned().unwrap_or_else(|| die("--oom-score-adj needs a value"));
+                fs::write("/proc/self/oom_score_adj", &v).unwrap_or_else(|e| die(&format!("oom_score_adj {v}: {e}")));
+            }
+            _ => break,
+        }
         args.drain(..2);
     }
     let Some(mode) = args.first().cloned() else { die("usage: lt-workload MODE [ARGS] (see source)") };
@@ -124,6 +134,12 @@ fn main() {
     match mode.as_str() {
         "spine" => spine(a),
         "exit" => exit(num(a, 0, "CODE")),
+        "hold" => {
+            let mib: usize = num(a, 0, "MIB");
+            let secs: f64 = num(a, 1, "SECS");
+            let _c = chunk(mib << 20);
+            sleep(Duration::from_secs_f64(secs));
+        }
         "oom" => {
             let mut hold = Vec::new();
             loop {

@@ -42,8 +42,10 @@ pub fn host_now() -> Host {
 
 /// Read the victim's cmdline and memory cgroup now (falling back to what was cached while it ran).
 pub fn victim_live(pid: u32, cached: Option<&Proc>, memcgs: &MemcgResolver) -> VictimLive {
-    let cmdline = read_cmdline(pid).ok().filter(|c| !c.is_empty()).or_else(|| cached.and_then(|p| p.cmdline.clone()));
-    let memcg = memcgs.of(pid).or_else(|| cached.and_then(|p| p.memcg.clone()));
+    // What was cached while the process ran comes first: a dying process shows an empty cmdline
+    // and, on cgroup v1, may already have been moved to the root cgroup.
+    let cmdline = cached.and_then(|p| p.cmdline.clone()).or_else(|| read_cmdline(pid).ok().filter(|c| !c.is_empty()));
+    let memcg = cached.and_then(|p| p.memcg.clone()).or_else(|| memcgs.of(pid));
     let memcg_stats = memcg.as_ref().and_then(|m| read_memcg_stats(m).ok());
     VictimLive { cmdline, memcg, memcg_stats, host: Some(host_now()) }
 }

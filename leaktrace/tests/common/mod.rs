@@ -211,3 +211,10 @@ pub fn run_agent(args: &[&str]) -> (i32, String, String) {
     let st = child.wait().unwrap();
     (st.code().unwrap_or(-1), out, err)
 }
+
+/// A fresh directory for this test's reports.
+pub fn tempdir(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("leaktrace-test-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    d.display().to_string()
+}
