@@ -34,6 +34,10 @@ pub enum Command {
     Watch(WatchArgs),
     /// Check what leaktrace needs from this machine, one line per requirement and probe.
     Doctor(DoctorArgs),
+    /// List the OOM kills: leaktrace's reports, and kills the kernel logged without one.
+    Oom(OomArgs),
+    /// Show one OOM report (by id, file name or path) for a person, or as JSON.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +104,32 @@ pub struct TraceArgs {
     /// Stop after this long (seconds, or with a unit: 500ms, 30s, 5m, 1h).
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct OomArgs {
+    /// One JSON object per kill instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only kills newer than this (e.g. 30m, 2h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub since: Option<Duration>,
+    /// Where the agent writes its reports.
+    #[arg(long, value_name = "DIR", default_value = crate::report::store::DEFAULT_DIR)]
+    pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report id (`oom-1764000000000-4242`), file name, or path.
+    #[arg(value_name = "ID|PATH")]
+    pub report: String,
+    /// The report as pretty-printed JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the agent writes its reports (for ids and file names).
+    #[arg(long, value_name = "DIR", default_value = crate::report::store::DEFAULT_DIR)]
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

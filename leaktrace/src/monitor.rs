@@ -16,7 +16,7 @@ use crate::{
     report::capture::{self, VictimLive},
     state::memcg::MemcgResolver,
     sys::{cgroup::read_memcg_stats, proc::{read_cmdline, read_meminfo}},
-    events::{Event, Payload, is_err_ret, source::EventSource},
+    events::{Event, Payload, enrich, is_err_ret, source::EventSource},
     probes::{LoadOptions, Probes},
     state::{
         Observed, Proc, ProcKey, ProcessTable, Rss, SyscallNote,
@@ -109,6 +109,8 @@ pub struct Monitor {
     batch: Vec<Event>,
     self_pid: u32,
     pub memcgs: MemcgResolver,
+    /// task:task_newtask is not attached: fork events may be threads.
+    threads_unknown: bool,
 }
 
 fn read_key(pid: u32) -> Option<(ProcKey, ProcStatus)> {
@@ -160,7 +162,9 @@ impl Monitor {
             batch: Vec::new(),
             self_pid: std::process::id(),
             memcgs: MemcgResolver::new(),
+            threads_unknown: false,
         };
+        m.threads_unknown = !m.probes.is_attached(prog::TASK_NEWTASK);
         m.sweep(0.0, &mut Vec::new());
         Ok(m)
     }
@@ -297,6 +301,9 @@ impl Monitor {
             }
             Payload::Fork { child_pid } => {
                 let child = *child_pid;
+                if self.threads_unknown && enrich::is_thread(child) {
+                    return;
+                }
                 if let Some(g) = self.group.as_mut()
                     && g.members.contains(&pid)
                 {
@@ -329,6 +336,7 @@ impl Monitor {
                 {
                     k.victim_pid = st.tgid;
                 }
+                enrich::fill_oom(k);
                 let victim = self.table.get(k.victim_pid);
                 let live = capture::victim_live(k.victim_pid, victim, &self.memcgs);
                 let victim = victim.cloned().map(Box::new);

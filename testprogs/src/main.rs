@@ -12,6 +12,9 @@
 //!   faults MIB ROUNDS                 page-fault storm: mmap, touch every page, munmap
 //!   mmaps COUNT                       mmap/munmap storm: small maps, not touched
 //!   hold MIB SECS                     allocate MIB, hold it, exit
+//!   mremaps COUNT                     COUNT mremap calls on one mapping
+//!   threads N                         N short threads, then fork a child that exits 0
+//!   churn N                           N short-lived children (each with a thread); prints pids
 //! Before the mode: `--cgroup PROCS_FILE` joins a cgroup, `--oom-score-adj N` sets the OOM score.
 use std::{
     env,
@@ -134,6 +137,59 @@ fn main() {
     match mode.as_str() {
         "spine" => spine(a),
         "exit" => exit(num(a, 0, "CODE")),
+        "threads" => {
+            // Start N threads that each live briefly; then fork one child that exits 0.
+            let n: usize = num(a, 0, "N");
+            let hs: Vec<_> = (0..n).map(|_| std::thread::spawn(|| sleep(Duration::from_millis(200)))).collect();
+            for h in hs {
+                let _ = h.join();
+            }
+            // SAFETY: the child only calls _exit.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            let mut st = 0;
+            unsafe { libc::waitpid(child, &mut st, 0) };
+            println!("{{\"pid\":{},\"child_pid\":{child}}}", std::process::id());
+        }
+        "churn" => {
+            // N short-lived children, each with one extra thread; prints their pids.
+            let n: usize = num(a, 0, "N");
+            let mut pids = Vec::with_capacity(n);
+            for _ in 0..n {
+                // SAFETY: the child starts a thread, touches a little memory and _exits.
+                let child = unsafe { libc::fork() };
+                if child == 0 {
+                    let h = std::thread::spawn(|| drop(chunk(64 << 10)));
+                    let _ = h.join();
+                    drop(chunk(256 << 10));
+                    unsafe { libc::_exit(0) };
+                }
+                let mut st = 0;
+                unsafe { libc::waitpid(child, &mut st, 0) };
+                pids.push(child);
+            }
+            let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+            println!("{{\"pids\":[{}]}}", list.join(","));
+        }
+        "mremaps" => {
+            // COUNT mremap calls (grow then shrink one mapping): a kind of syscall that nothing
+            // else on a quiet machine makes, so drop accounting can be checked exactly.
+            let count: usize = num(a, 0, "COUNT");
+            let mut p = map_touched(64 << 10);
+            for i in 0..count {
+                let (from, to, flags) = if i % 2 == 0 { (64 << 10, 128 << 10, libc::MREMAP_MAYMOVE) } else { (128 << 10, 64 << 10, 0) };
+                // SAFETY: p is our mapping of `from` bytes.
+                let q = unsafe { libc::mremap(p.cast(), from, to, flags) };
+                if q == libc::MAP_FAILED {
+                    die("mremap failed");
+                }
+                p = q.cast();
+            }
+            let len = if count % 2 == 1 { 128 << 10 } else { 64 << 10 };
+            unmap(p, len);
+        }
         "hold" => {
             let mib: usize = num(a, 0, "MIB");
             let secs: f64 = num(a, 1, "SECS");

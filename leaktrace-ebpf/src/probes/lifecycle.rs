@@ -10,7 +10,7 @@ use leaktrace_common::{EventKind, ExecEvent, ExitEvent, ForkEvent};
 
 use crate::{
     emit::{header, output, pid_tgid, read, reserve, submit},
-    maps::{BRK_LAST, EXIT_CODES, NEW_TASKS, RSS_DIRTY, off},
+    maps::{BRK_LAST, EXIT_CODES, NEW_TASKS, PENDING, RSS_DIRTY, off},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -86,6 +86,8 @@ pub fn process_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    // A thread that dies inside mmap/brk/... never reaches sys_exit: forget its saved arguments.
+    let _ = PENDING.remove(&aya_ebpf::helpers::bpf_get_current_pid_tgid());
     let (tgid, tid) = pid_tgid();
     let group_dead = off!(exit_group_dead);
     let last = if group_dead.present() { read(ctx, group_dead) != 0 } else { tgid == tid };

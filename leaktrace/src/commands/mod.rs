@@ -1,5 +1,7 @@
 //! One file per subcommand; each wires probes → events → state → analysis → sinks.
 mod doctor;
+mod oom;
+mod report;
 mod run;
 mod trace;
 mod watch;
@@ -23,6 +25,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(a, &opts).await,
         Command::Watch(a) => watch::run(a, &opts).await,
         Command::Doctor(a) => doctor::run(a, &opts),
+        Command::Oom(a) => oom::run(a),
+        Command::Report(a) => report::run(a),
     }
 }
 
@@ -42,20 +46,25 @@ pub fn start_probes(opts: &LoadOptions) -> anyhow::Result<Probes> {
     probes::load(opts, true)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal right after start-up is never fatal.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
+    async move {
+        tokio::select! {
+            () = recv(int.as_mut()) => {}
+            () = recv(term.as_mut()) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+    }
+}
+
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }

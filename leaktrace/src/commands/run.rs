@@ -15,6 +15,7 @@ use crate::{
 };
 
 pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let stop = shutdown_signal();
     check_pids(&args.pids)?;
     // An unwritable report directory is an error now, not at the first kill.
     let store = ReportStore::open(&args.report_dir)?;
@@ -28,6 +29,10 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
     cfg.predict_within = args.predict_within.as_secs_f64();
     cfg.snapshot_within = args.snapshot_within.as_secs_f64();
     let mut mon = Monitor::start(cfg, opts)?;
+    // Attached: give up what is no longer needed (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, ...).
+    if let Err(e) = crate::probes::privileges::keep_only(&crate::probes::privileges::KEEP_AFTER_ATTACH) {
+        eprintln!("leaktrace: warning: could not drop capabilities: {e}");
+    }
     eprintln!(
         "leaktrace: running, {}; tracking {} processes every {:?}; reports in {} (Ctrl-C to stop)",
         mon.probes.summary(),
@@ -36,7 +41,6 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
         store.dir.display()
     );
     let mut out = Out::new();
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     loop {

@@ -1,12 +1,12 @@
 //! `leaktrace trace`: the decoded event stream, text or JSON lines.
 use std::{process::ExitCode, time::Duration};
 
-use leaktrace_common::EventKind;
+use leaktrace_common::{EventKind, names::prog};
 
 use super::{check_pids, shutdown_signal, start_probes};
 use crate::{
     cli::TraceArgs,
-    events::{self, Event, source::EventSource},
+    events::{self, Event, Payload, enrich, source::EventSource},
     probes::LoadOptions,
     sinks::out::Out,
     util::monotonic_ns,
@@ -25,14 +25,15 @@ impl Filter {
 }
 
 pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let stop = shutdown_signal();
     check_pids(&args.pids)?;
     let mut probes = start_probes(opts)?;
     let mut source = EventSource::new(&mut probes.ebpf)?;
     eprintln!("leaktrace: tracing, {} (Ctrl-C to stop)", probes.summary());
+    let threads_unknown = !probes.is_attached(prog::TASK_NEWTASK);
 
     let filter = Filter { pids: args.pids, comms: args.comms };
     let mut out = Out::new();
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut batch = Vec::new();
@@ -45,6 +46,7 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         };
         batch.clear();
         source.drain(&mut batch);
+        fix_up(&mut batch, threads_unknown);
         for e in batch.iter().filter(|e| filter.keep(e)) {
             if args.json { out.json(&events::json::event(e))? } else { out.line(&events::human::event(e))? }
         }
@@ -62,6 +64,19 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
     }
     drop(probes); // detaches every program
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fallbacks for what this kernel's probes lack: threads reported as forks (no task_newtask),
+/// OOM victims without their details (oom:mark_victim before ~6.9).
+fn fix_up(batch: &mut Vec<Event>, threads_unknown: bool) {
+    if threads_unknown {
+        batch.retain(|e| !matches!(e.payload, Payload::Fork { child_pid } if enrich::is_thread(child_pid)));
+    }
+    for e in batch.iter_mut() {
+        if let Payload::OomKill(k) = &mut e.payload {
+            enrich::fill_oom(k);
+        }
+    }
 }
 
 /// Drops are never silent: a `dropped` line per kind, and a note on stderr.

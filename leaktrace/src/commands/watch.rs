@@ -11,6 +11,7 @@ use crate::{
 };
 
 pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let stop = shutdown_signal();
     let root = match (args.pid, args.command.is_empty()) {
         (Some(pid), true) => {
             check_pids(&[pid])?;
@@ -49,7 +50,6 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
     eprintln!("leaktrace: watching pid {root} every {:?}, {}", args.interval, mon.probes.summary());
 
     let mut out = Out::new();
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut exit_code = None;

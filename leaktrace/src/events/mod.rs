@@ -1,4 +1,5 @@
 //! Bytes from the ring buffers → typed events. Nothing else in the agent touches raw records.
+pub mod enrich;
 pub mod human;
 pub mod json;
 pub mod source;

@@ -25,7 +25,10 @@ pub struct EventSource {
 fn ring(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<AsyncFd<RingBuf<MapData>>> {
     let map = ebpf.take_map(name).with_context(|| format!("map {name} not in the eBPF object"))?;
     let rb = RingBuf::try_from(map).with_context(|| format!("map {name} is not a ring buffer"))?;
-    AsyncFd::new(rb).with_context(|| format!("registering ring buffer {name} with the event loop"))
+    // SAFETY: the ring buffer owns its descriptor for as long as the AsyncFd holds it, and the
+    // AsyncFd is dropped (deregistering) before the ring buffer closes it.
+    unsafe { AsyncFd::register(rb) }
+        .map_err(|e| anyhow::anyhow!("registering ring buffer {name} with the event loop: {e}"))
 }
 
 impl EventSource {

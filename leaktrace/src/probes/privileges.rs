@@ -21,6 +21,45 @@ pub fn has(caps: u64, cap: u32) -> bool {
     caps & (1u64 << cap) != 0
 }
 
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+pub const CAP_SYS_PTRACE: u32 = 19;
+pub const CAP_SYSLOG: u32 = 34;
+
+/// What the agent keeps once its programs are attached: reading other processes' /proc files
+/// (smaps needs ptrace-read access), and the kernel log. Map reads on already-open descriptors
+/// need no capability.
+pub const KEEP_AFTER_ATTACH: [u32; 3] = [CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_SYSLOG];
+
+/// Reduce the effective and permitted sets to `keep` (irreversible for this process).
+pub fn keep_only(keep: &[u32]) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let have = effective_caps();
+    let mask: u64 = keep.iter().filter(|c| has(have, **c)).fold(0, |m, c| m | (1u64 << c));
+    let hdr = Header { version: VERSION_3, pid: 0 };
+    let data = [
+        Data { effective: mask as u32, permitted: mask as u32, inheritable: 0 },
+        Data { effective: (mask >> 32) as u32, permitted: (mask >> 32) as u32, inheritable: 0 },
+    ];
+    // SAFETY: capset(2) with a v3 header and two data structs, as the ABI requires.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `Ok(description)` when tracing programs can be loaded and attached, else the missing pieces.
 pub fn check() -> Result<String, String> {
     check_caps(effective_caps(), unsafe { libc::geteuid() })

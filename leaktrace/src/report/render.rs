@@ -33,7 +33,11 @@ pub fn render(r: &OomReport) -> String {
     line(&mut o, &"=".repeat(title.chars().count().min(100)));
     line(
         &mut o,
-        &format!("Killed:    pid {} ({comm}) at {} UTC", v.pid, utc(r.kill_unix_ms)),
+        &format!(
+            "Killed:    pid {} ({comm}) at {} UTC",
+            v.pid,
+            utc(r.kill_unix_ms)
+        ),
     );
     headline_limit(&mut o, r);
 
@@ -57,11 +61,31 @@ pub fn render(r: &OomReport) -> String {
         "oom_score_adj",
         known(r, "oom_score_adj", v.oom_score_adj).map(|s| s.to_string()),
     );
-    field(&mut o, "total VM", known(r, "total_vm_bytes", v.total_vm_bytes).map(bytes));
-    field(&mut o, "anon RSS", known(r, "anon_rss_bytes", v.anon_rss_bytes).map(bytes));
-    field(&mut o, "file RSS", known(r, "file_rss_bytes", v.file_rss_bytes).map(bytes));
-    field(&mut o, "shmem RSS", known(r, "shmem_rss_bytes", v.shmem_rss_bytes).map(bytes));
-    field(&mut o, "page tables", known(r, "pgtables_bytes", v.pgtables_bytes).map(bytes));
+    field(
+        &mut o,
+        "total VM",
+        known(r, "total_vm_bytes", v.total_vm_bytes).map(bytes),
+    );
+    field(
+        &mut o,
+        "anon RSS",
+        known(r, "anon_rss_bytes", v.anon_rss_bytes).map(bytes),
+    );
+    field(
+        &mut o,
+        "file RSS",
+        known(r, "file_rss_bytes", v.file_rss_bytes).map(bytes),
+    );
+    field(
+        &mut o,
+        "shmem RSS",
+        known(r, "shmem_rss_bytes", v.shmem_rss_bytes).map(bytes),
+    );
+    field(
+        &mut o,
+        "page tables",
+        known(r, "pgtables_bytes", v.pgtables_bytes).map(bytes),
+    );
 
     let t = &r.trigger;
     let who = if t.pid == v.pid {
@@ -71,7 +95,12 @@ pub fn render(r: &OomReport) -> String {
     };
     line(
         &mut o,
-        &format!("Trigger:   pid {} tid {} ({}) {who}", t.pid, t.tid, clean(&t.comm)),
+        &format!(
+            "Trigger:   pid {} tid {} ({}) {who}",
+            t.pid,
+            t.tid,
+            clean(&t.comm)
+        ),
     );
 
     blank(&mut o);
@@ -190,7 +219,10 @@ fn headline_limit(o: &mut String, r: &OomReport) {
     match (&r.memcg, r.binding_limit.as_str()) {
         (Some(m), "memcg") => {
             let version = name(&m.version);
-            line(o, &format!("Limit:     memory cgroup {} ({version})", clean(&m.path)));
+            line(
+                o,
+                &format!("Limit:     memory cgroup {} ({version})", clean(&m.path)),
+            );
             let mut s = format!(
                 "           limit {}, usage {}, max usage {}, failcnt {}",
                 m.limit_bytes.map_or_else(|| "unlimited".to_string(), bytes),
@@ -235,7 +267,8 @@ fn host_section(o: &mut String, r: &OomReport) {
         (_, Some(0)) => "none".to_string(),
         (u, t) => format!("{} used of {}", opt_bytes(u), opt_bytes(t)),
     };
-    let psi = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |x| format!("{}%", num(x, 2)));
+    let psi =
+        |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |x| format!("{}%", num(x, 2)));
     line(
         o,
         &format!(
@@ -262,7 +295,10 @@ fn analysis_section(o: &mut String, r: &OomReport) {
         None => line(o, "  no verdict (too few samples of the victim)"),
     }
     match (r.flagged, r.flagged_secs_before) {
-        (true, Some(s)) => line(o, &format!("  flagged as a leak {} before the kill", secs(s))),
+        (true, Some(s)) => line(
+            o,
+            &format!("  flagged as a leak {} before the kill", secs(s)),
+        ),
         (true, None) => line(o, "  flagged as a leak before the kill"),
         (false, _) => line(o, "  not flagged as a leak before the kill"),
     }
@@ -291,12 +327,19 @@ fn growers(o: &mut String, title: &str, g: &[Grower]) {
         o,
         &format!(
             "{title} (* = the victim){}",
-            if more > 0 { format!(", {more} more not shown") } else { String::new() }
+            if more > 0 {
+                format!(", {more} more not shown")
+            } else {
+                String::new()
+            }
         ),
     );
     line(
         o,
-        &format!("  {:>7}  {:<16} {:>12} {:>11}  PATTERN", "PID", "COMM", "GROWTH/S", "FOOTPRINT"),
+        &format!(
+            "  {:>7}  {:<16} {:>12} {:>11}  PATTERN",
+            "PID", "COMM", "GROWTH/S", "FOOTPRINT"
+        ),
     );
     for x in g.iter().take(MAX_GROWERS) {
         line(
@@ -321,8 +364,20 @@ fn syscalls(o: &mut String, r: &OomReport) {
     blank(o);
     let n = r.last_syscalls.len();
     let shown = &r.last_syscalls[n.saturating_sub(MAX_SYSCALLS)..];
-    line(o, &format!("Last memory syscalls of the victim ({} of {n}, newest last)", shown.len()));
-    line(o, &format!("  {:<10} {:>11} {:>12} {:>4} {:>9}", "CALL", "SIZE", "DELTA", "OK", "BEFORE"));
+    line(
+        o,
+        &format!(
+            "Last memory syscalls of the victim ({} of {n}, newest last)",
+            shown.len()
+        ),
+    );
+    line(
+        o,
+        &format!(
+            "  {:<10} {:>11} {:>12} {:>4} {:>9}",
+            "CALL", "SIZE", "DELTA", "OK", "BEFORE"
+        ),
+    );
     for c in shown {
         let before = if r.kill_ts_ns > 0 && c.ts_ns > 0 && c.ts_ns <= r.kill_ts_ns {
             secs((r.kill_ts_ns - c.ts_ns) as f64 / 1e9)
@@ -357,10 +412,17 @@ fn snapshot(o: &mut String, r: &OomReport, s: &Snapshot) {
             clean(&s.limit)
         ),
     );
-    let totals: Vec<String> = ["Rss", "Pss", "Anonymous", "Swap", "Shared_Clean", "Private_Dirty"]
-        .iter()
-        .filter_map(|k| s.smaps_rollup.get(*k).map(|v| format!("{k} {}", bytes(*v))))
-        .collect();
+    let totals: Vec<String> = [
+        "Rss",
+        "Pss",
+        "Anonymous",
+        "Swap",
+        "Shared_Clean",
+        "Private_Dirty",
+    ]
+    .iter()
+    .filter_map(|k| s.smaps_rollup.get(*k).map(|v| format!("{k} {}", bytes(*v))))
+    .collect();
     if !totals.is_empty() {
         line(o, &format!("  smaps_rollup: {}", totals.join(", ")));
     }
@@ -374,9 +436,19 @@ fn snapshot(o: &mut String, r: &OomReport, s: &Snapshot) {
     if s.top_mappings.is_empty() {
         return;
     }
-    line(o, &format!("  {:>11} {:>11} {:>11} {:>11}  PERM  MAPPING", "RSS", "ANON", "SWAP", "SIZE"));
+    line(
+        o,
+        &format!(
+            "  {:>11} {:>11} {:>11} {:>11}  PERM  MAPPING",
+            "RSS", "ANON", "SWAP", "SIZE"
+        ),
+    );
     for m in s.top_mappings.iter().take(MAX_MAPPINGS) {
-        let path = if m.path.is_empty() { "[anonymous]".to_string() } else { clean(&m.path) };
+        let path = if m.path.is_empty() {
+            "[anonymous]".to_string()
+        } else {
+            clean(&m.path)
+        };
         line(
             o,
             &format!(
@@ -410,7 +482,9 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         .map(|p| (p.t_secs.min(0.0), p.footprint_bytes))
         .collect();
     if pts.is_empty() {
-        return vec!["  (no samples: leaktrace had not seen the victim grow before the kill)".into()];
+        return vec![
+            "  (no samples: leaktrace had not seen the victim grow before the kill)".into(),
+        ];
     }
     let earliest = pts.iter().map(|p| p.0).fold(0.0_f64, f64::min);
     let span = if earliest < 0.0 { -earliest } else { 1.0 };
@@ -435,7 +509,11 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         _ => max,
     }
     .max(1);
-    let (unit, div) = if top as f64 >= GIB { ("GiB", GIB) } else { ("MiB", MIB) };
+    let (unit, div) = if top as f64 >= GIB {
+        ("GiB", GIB)
+    } else {
+        ("MiB", MIB)
+    };
     let top_u = top as f64 / div;
     let decimals = if top_u >= 100.0 {
         0
@@ -449,9 +527,15 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
 
     let mut out = Vec::with_capacity(height + 3);
     if top == limit.unwrap_or(0) && top > max {
-        out.push(format!("  top of the chart = the cgroup limit ({})", bytes(top)));
+        out.push(format!(
+            "  top of the chart = the cgroup limit ({})",
+            bytes(top)
+        ));
     } else if top == limit.unwrap_or(0) {
-        out.push(format!("  the victim reached the cgroup limit ({})", bytes(top)));
+        out.push(format!(
+            "  the victim reached the cgroup limit ({})",
+            bytes(top)
+        ));
     }
     let heights: Vec<Option<f64>> = cols
         .iter()
@@ -479,7 +563,11 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         }
         out.push(s);
     }
-    out.push(format!("  {:>label_w$} +{}+", label(0.0), "-".repeat(width)));
+    out.push(format!(
+        "  {:>label_w$} +{}+",
+        label(0.0),
+        "-".repeat(width)
+    ));
 
     // x axis: seconds before the kill at 0, ¼, ½, ¾ of the way, and the kill at the right edge.
     let origin = label_w + 3; // where column 0 is printed
@@ -540,7 +628,10 @@ fn blank(o: &mut String) {
 }
 
 fn field(o: &mut String, label: &str, value: Option<String>) {
-    line(o, &format!("  {label:<14}{}", value.unwrap_or_else(|| "unknown".into())));
+    line(
+        o,
+        &format!("  {label:<14}{}", value.unwrap_or_else(|| "unknown".into())),
+    );
 }
 
 fn is_missing(r: &OomReport, field: &str) -> bool {
@@ -562,7 +653,11 @@ fn opt_num(v: Option<u64>) -> String {
 
 /// A float with `decimals`, or `?` when not finite (a corrupt or hand-edited report).
 fn num(v: f64, decimals: usize) -> String {
-    if v.is_finite() { format!("{v:.decimals$}") } else { "?".to_string() }
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "?".to_string()
+    }
 }
 
 /// A duration in seconds: `0.4 s`, `42 s`, `12.5 min`, `3.0 h`.
@@ -590,7 +685,9 @@ fn name<T: Serialize + Debug>(v: &T) -> String {
 
 /// Control characters (a terminal escape in a comm or path) shown as `?`.
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -634,7 +731,10 @@ pub(crate) mod tests {
         let kill_unix_ms = 1_764_000_000_000;
         let kill_ts_ns = 5_000_000_000_000;
         let timeline = (0..=60)
-            .map(|i| Point { t_secs: f64::from(i) - 60.0, footprint_bytes: 16 * MB + 4 * MB * i as u64 })
+            .map(|i| Point {
+                t_secs: f64::from(i) - 60.0,
+                footprint_bytes: 16 * MB + 4 * MB * i as u64,
+            })
             .collect();
         let grower = |pid: u32, comm: &str, g: f64, fp: u64, victim: bool| Grower {
             pid,
@@ -669,7 +769,11 @@ pub(crate) mod tests {
                 pgtables_bytes: Some(600 * 1024),
                 missing: vec![],
             },
-            trigger: Trigger { pid: 4242, tid: 4243, comm: "lt-workload".into() },
+            trigger: Trigger {
+                pid: 4242,
+                tid: 4243,
+                comm: "lt-workload".into(),
+            },
             memcg: Some(Memcg {
                 path: "/leak-test".into(),
                 version: CgroupVersion::V2,
@@ -779,7 +883,11 @@ pub(crate) mod tests {
             pgtables_bytes: None,
             missing: vec!["comm".into(), "cmdline".into(), "uid".into()],
         };
-        r.trigger = Trigger { pid: 1, tid: 1, comm: "systemd".into() };
+        r.trigger = Trigger {
+            pid: 1,
+            tid: 1,
+            comm: "systemd".into(),
+        };
         r.memcg = None;
         r.binding_limit = "host".into();
         r.host = Host {
@@ -805,7 +913,10 @@ pub(crate) mod tests {
     }
 
     fn plot_rows(lines: &[String]) -> Vec<&String> {
-        lines.iter().filter(|l| l.contains(" |") && l.ends_with('|') || l.ends_with("<- OOM kill")).collect()
+        lines
+            .iter()
+            .filter(|l| l.contains(" |") && l.ends_with('|') || l.ends_with("<- OOM kill"))
+            .collect()
     }
 
     #[test]
@@ -891,7 +1002,10 @@ pub(crate) mod tests {
         r.host.swap_total_bytes = Some(0);
         let text = render(&r);
         assert!(text.contains("host memory"), "{text}");
-        assert!(text.contains("victim's cgroup /leak-test: limit unlimited"), "{text}");
+        assert!(
+            text.contains("victim's cgroup /leak-test: limit unlimited"),
+            "{text}"
+        );
         assert!(text.contains("lead time unknown"), "{text}");
         assert!(text.contains("swap none"), "{text}");
     }
@@ -905,7 +1019,10 @@ pub(crate) mod tests {
              mountain leak +4.0 MiB/s  predicted 30 s ahead  [oom-1764000000000-4242]"
         );
         let s = one_line(&bare());
-        assert!(s.contains("pid 4242 (?)  host  anon-rss ?  not predicted"), "{s}");
+        assert!(
+            s.contains("pid 4242 (?)  host  anon-rss ?  not predicted"),
+            "{s}"
+        );
         assert!(!s.contains('\n'));
     }
 
@@ -938,50 +1055,146 @@ pub(crate) mod tests {
         assert_eq!(col(rows[0], 0), ' ');
         assert_eq!(col(rows[CHART_HEIGHT - 1], 0), '.');
         let axis = lines.last().unwrap();
-        assert!(axis.trim_start().starts_with("-60s") && axis.ends_with("kill"), "{axis}");
+        assert!(
+            axis.trim_start().starts_with("-60s") && axis.ends_with("kill"),
+            "{axis}"
+        );
         // gigabytes are labelled in GiB
-        let big = [Point { t_secs: -10.0, footprint_bytes: 1 << 30 }, Point { t_secs: 0.0, footprint_bytes: 3 << 30 }];
+        let big = [
+            Point {
+                t_secs: -10.0,
+                footprint_bytes: 1 << 30,
+            },
+            Point {
+                t_secs: 0.0,
+                footprint_bytes: 3 << 30,
+            },
+        ];
         let lines = chart(&big, CHART_WIDTH, CHART_HEIGHT, None);
-        assert!(lines.iter().any(|l| l.contains("3.00 GiB")), "{}", lines.join("\n"));
+        assert!(
+            lines.iter().any(|l| l.contains("3.00 GiB")),
+            "{}",
+            lines.join("\n")
+        );
     }
 
     #[test]
     fn chart_edge_cases_do_not_panic() {
         let check = |pts: &[Point], limit: Option<u64>| {
             let lines = chart(pts, CHART_WIDTH, CHART_HEIGHT, limit);
-            assert_eq!(plot_rows(&lines).len(), CHART_HEIGHT, "{}", lines.join("\n"));
+            assert_eq!(
+                plot_rows(&lines).len(),
+                CHART_HEIGHT,
+                "{}",
+                lines.join("\n")
+            );
             lines
         };
         // empty: one explanatory line
         let lines = chart(&[], CHART_WIDTH, CHART_HEIGHT, None);
         assert_eq!(lines.len(), 1);
         // one point, at the kill or before it
-        check(&[Point { t_secs: 0.0, footprint_bytes: 5 * MB }], None);
-        check(&[Point { t_secs: -3.0, footprint_bytes: 5 * MB }], Some(6 * MB));
-        // constant, all zero, huge
-        check(&vec![Point { t_secs: -1.0, footprint_bytes: 7 * MB }; 10], None);
-        let zeros: Vec<Point> = (0..30).map(|i| Point { t_secs: -f64::from(i), footprint_bytes: 0 }).collect();
-        let lines = check(&zeros, None);
-        assert!(lines.iter().any(|l| l.contains("____")));
-        check(&[Point { t_secs: -5.0, footprint_bytes: u64::MAX }, Point { t_secs: 0.0, footprint_bytes: u64::MAX }], Some(u64::MAX));
-        check(&[Point { t_secs: -5.0, footprint_bytes: 0 }, Point { t_secs: 0.0, footprint_bytes: u64::MAX }], Some(1));
-        // thousands of points over a day; odd times (positive, NaN, infinite) are tolerated
-        let many: Vec<Point> = (0..100_000u64)
-            .map(|i| Point { t_secs: -86_400.0 + i as f64 * 0.864, footprint_bytes: i * 1000 })
-            .collect();
-        let lines = check(&many, None);
-        assert!(lines.last().unwrap().contains("-1.0d") || lines.last().unwrap().contains("-24h"), "{}", lines.join("\n"));
         check(
-            &[
-                Point { t_secs: 5.0, footprint_bytes: MB },
-                Point { t_secs: f64::NAN, footprint_bytes: MB },
-                Point { t_secs: f64::NEG_INFINITY, footprint_bytes: MB },
-                Point { t_secs: -1e300, footprint_bytes: MB },
-                Point { t_secs: -1e-300, footprint_bytes: MB },
+            &[Point {
+                t_secs: 0.0,
+                footprint_bytes: 5 * MB,
+            }],
+            None,
+        );
+        check(
+            &[Point {
+                t_secs: -3.0,
+                footprint_bytes: 5 * MB,
+            }],
+            Some(6 * MB),
+        );
+        // constant, all zero, huge
+        check(
+            &vec![
+                Point {
+                    t_secs: -1.0,
+                    footprint_bytes: 7 * MB
+                };
+                10
             ],
             None,
         );
-        let only_nan = [Point { t_secs: f64::NAN, footprint_bytes: 1 }];
+        let zeros: Vec<Point> = (0..30)
+            .map(|i| Point {
+                t_secs: -f64::from(i),
+                footprint_bytes: 0,
+            })
+            .collect();
+        let lines = check(&zeros, None);
+        assert!(lines.iter().any(|l| l.contains("____")));
+        check(
+            &[
+                Point {
+                    t_secs: -5.0,
+                    footprint_bytes: u64::MAX,
+                },
+                Point {
+                    t_secs: 0.0,
+                    footprint_bytes: u64::MAX,
+                },
+            ],
+            Some(u64::MAX),
+        );
+        check(
+            &[
+                Point {
+                    t_secs: -5.0,
+                    footprint_bytes: 0,
+                },
+                Point {
+                    t_secs: 0.0,
+                    footprint_bytes: u64::MAX,
+                },
+            ],
+            Some(1),
+        );
+        // thousands of points over a day; odd times (positive, NaN, infinite) are tolerated
+        let many: Vec<Point> = (0..100_000u64)
+            .map(|i| Point {
+                t_secs: -86_400.0 + i as f64 * 0.864,
+                footprint_bytes: i * 1000,
+            })
+            .collect();
+        let lines = check(&many, None);
+        assert!(
+            lines.last().unwrap().contains("-1.0d") || lines.last().unwrap().contains("-24h"),
+            "{}",
+            lines.join("\n")
+        );
+        check(
+            &[
+                Point {
+                    t_secs: 5.0,
+                    footprint_bytes: MB,
+                },
+                Point {
+                    t_secs: f64::NAN,
+                    footprint_bytes: MB,
+                },
+                Point {
+                    t_secs: f64::NEG_INFINITY,
+                    footprint_bytes: MB,
+                },
+                Point {
+                    t_secs: -1e300,
+                    footprint_bytes: MB,
+                },
+                Point {
+                    t_secs: -1e-300,
+                    footprint_bytes: MB,
+                },
+            ],
+            None,
+        );
+        let only_nan = [Point {
+            t_secs: f64::NAN,
+            footprint_bytes: 1,
+        }];
         assert_eq!(chart(&only_nan, CHART_WIDTH, CHART_HEIGHT, None).len(), 1);
         // tiny sizes
         let _ = chart(&zeros, 0, 0, None);
@@ -1003,7 +1216,10 @@ pub(crate) mod tests {
         r.top_growers_host = (0..20).map(|i| r.top_growers_host[i % 2].clone()).collect();
         r.last_syscalls = (0..40).map(|i| r.last_syscalls[i % 2].clone()).collect();
         r.victim.total_vm_bytes = Some(u64::MAX);
-        r.timeline.push(Point { t_secs: 0.0, footprint_bytes: u64::MAX });
+        r.timeline.push(Point {
+            t_secs: 0.0,
+            footprint_bytes: u64::MAX,
+        });
         let text = render(&r);
         assert!(!text.contains('\x1b'));
         assert!(text.contains("15 more not shown"), "{text}");
