@@ -1,7 +1,10 @@
 use which::which;
 
-/// Building this crate needs bpf-linker on PATH; cargo re-runs us when it changes.
+/// Rebuild when bpf-linker changes. A missing linker is not an error here: this script also runs
+/// for the host build of the (empty) library that the agent depends on; the BPF build itself fails
+/// with a clear message if bpf-linker is not on PATH (`cargo xtask run|test` put it there).
 fn main() {
-    let bpf_linker = which("bpf-linker").expect("bpf-linker not found on PATH: run `cargo xtask run` or `cargo xtask test`, which build it into target/tools");
-    println!("cargo:rerun-if-changed={}", bpf_linker.display());
+    if let Ok(bpf_linker) = which("bpf-linker") {
+        println!("cargo:rerun-if-changed={}", bpf_linker.display());
+    }
 }

@@ -38,6 +38,8 @@ pub enum Command {
     Oom(OomArgs),
     /// Show one OOM report (by id, file name or path) for a person, or as JSON.
     Report(ReportArgs),
+    /// Live terminal view: processes sorted by growth, with host memory signs (q to quit).
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +71,12 @@ pub struct RunArgs {
     /// Capture a pre-OOM snapshot (smaps_rollup, status, top mappings) when the time to OOM drops under this.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration, allow_negative_numbers = true)]
     pub snapshot_within: Duration,
+    /// Serve Prometheus metrics (`GET /metrics`) on ADDR: HOST:PORT or a bare PORT (on 127.0.0.1); without a value 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::sinks::metrics::DEFAULT_ADDR, value_parser = crate::sinks::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Processes given per-process metrics series: the top N (leak suspected, then by growth, then footprint).
+    #[arg(long, value_name = "N", default_value_t = crate::sinks::metrics::DEFAULT_TOP, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub metrics_top: u64,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +138,19 @@ pub struct ReportArgs {
     /// Where the agent writes its reports (for ids and file names).
     #[arg(long, value_name = "DIR", default_value = crate::report::store::DEFAULT_DIR)]
     pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Sampling interval (seconds, or 500ms, 2s, ...).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub interval: Duration,
+    /// Only this process (tgid); repeatable.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+    /// Only processes with this command name; repeatable.
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -107,7 +107,9 @@ fn the_grower_is_named_when_a_bystander_is_killed() {
     let top = &r["top_growers_cgroup"][0];
     assert_eq!(top["pid"], grower_pid, "top grower in the cgroup should be the grower: {}", r["top_growers_cgroup"]);
     assert_eq!(top["is_victim"], false);
-    assert_eq!(r["top_growers_host"][0]["pid"], grower_pid);
+    // Host-wide, other growers may exist on a shared machine; the grower must be among the top.
+    let host = r["top_growers_host"].as_array().unwrap();
+    assert!(host.iter().any(|g| g["pid"] == grower_pid), "grower missing from the host-wide top: {host:?}");
     drop(cg);
     let _ = fs::remove_dir_all(&dir);
 }

@@ -20,19 +20,25 @@
 //!    window reached a trough; plus one step of margin.
 //! 3. **Trend of the floor**, on several horizons ending now (the whole series,
 //!    then its last half, quarter, ... down to `min_span_secs`): Theil–Sen
-//!    slope (robust rate), Mann–Kendall test (significance), observed floor
-//!    growth, and a deceleration test (slope of the last third of the floor
-//!    versus the whole). A horizon still growing is a mountain candidate.
+//!    slope (robust rate), one-sided Mann–Kendall test (significance),
+//!    observed floor growth, how many equivalent steps it came in, and two
+//!    deceleration tests: the slope of the recent floor against the
+//!    horizon's, and whether the raw samples of the last stretch stayed
+//!    within one swing although the rate says they should have grown by two.
+//!    A horizon that is still growing is a mountain candidate.
 //! 4. **Confidence** of a mountain is the weakest of its pieces of evidence,
 //!    each mapped by `1 - 0.2 * threshold / value` (or `1 - 0.2 * p / alpha`),
 //!    so a piece of evidence scores exactly 0.8 when it just meets its
 //!    configured minimum and tends to 1 as it exceeds it. With the default
 //!    `leak_confidence` of 0.8 a leak is flagged exactly when every minimum
-//!    (span, samples, total growth, relative growth, rate, significance) is
-//!    met.
+//!    (span, samples, total growth, relative growth, rate, steps,
+//!    significance) is met. A mountain below 0.5 is not reported as one.
 //! 5. Otherwise: `plateau` if the floor rose by at least the growth minimums
-//!    and is no longer rising, `tidal` if there were repeated falls, else
-//!    `flat`.
+//!    and is no longer rising, `tidal` if memory fell by a swing at least
+//!    twice (or once and rose again), else `flat`.
+//!
+//! Cost: O(n log n + m² log m) with m ≤ `max_floor_points`; about 0.1 ms in
+//! a release build for a full default timeline (961 samples).
 
 use std::fmt;
 use std::str::FromStr;
@@ -121,7 +127,9 @@ pub struct Verdict {
     /// confidence; 0.8 means "every configured minimum is just met".
     pub confidence: f64,
     /// Theil–Sen slope of the memory floor, bytes per second:
-    /// * `Mountain`: the leak rate over the horizon that gave the verdict;
+    /// * `Mountain`: the leak rate over the horizon that gave the verdict
+    ///   (while the series is too short for a floor, the Theil–Sen slope of
+    ///   the raw samples, with confidence 0);
     /// * `Plateau`: the slope of the most recent third of the floor (≈ 0);
     /// * `Flat`, `Tidal`: the slope of the floor over the whole series (≈ 0,
     ///   may be slightly negative);
@@ -196,7 +204,7 @@ impl Default for ClassifierConfig {
             swing_relative: 0.02,
             decel_ratio: 0.25,
             min_floor_steps: 3.0,
-            startup_grace_secs: 3.0,
+            startup_grace_secs: 2.0,
             max_floor_points: 128,
         }
     }
@@ -222,7 +230,7 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
         samples: n,
         span_secs: span,
     };
-    if n < 3 || !(span > 0.0) {
+    if n < 3 || span.is_nan() || span <= 0.0 {
         return insufficient;
     }
     let p = Params::new(cfg);
@@ -239,15 +247,16 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
     let (w, floor) = choose_floor(&pts, span, swing, &p);
 
     // 3. Trend on horizons ending now.
-    let full = eval_horizon(&pts, &floor, span, &p);
+    let full = eval_horizon(&pts, &floor, span, &Shape { w, swing }, &p);
     let mut best: Option<TrendEval> = full.filter(|e| e.still_growing);
     let mut h = span / 2.0;
     let mut guard = 0;
     while h >= p.min_span && guard < 16 {
-        if let Some(e) = eval_horizon(&pts, &floor, h, &p) {
-            if e.still_growing && best.is_none_or(|b| e.conf > b.conf) {
-                best = Some(e);
-            }
+        if let Some(e) = eval_horizon(&pts, &floor, h, &Shape { w, swing }, &p)
+            && e.still_growing
+            && best.is_none_or(|b| e.conf > b.conf)
+        {
+            best = Some(e);
         }
         h /= 2.0;
         guard += 1;
@@ -255,18 +264,25 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
 
     let mountain_label = p.leak_conf.min(0.5);
     if let Some(e) = best.filter(|e| e.conf >= mountain_label) {
-        return verdict(Pattern::Mountain, e.conf, e.slope, n, span, cfg);
+        return verdict(Pattern::Mountain, e.conf, e.slope, n, span, p.leak_conf);
     }
 
     // 4. Plateau: the floor rose enough and is no longer rising.
-    let grace = p.grace.min(span / 3.0);
-    let early = window_min(&pts, grace, grace + w)
+    // The rise is measured from the floor after the start-up grace, in a
+    // window that ends before the last one starts; short series skip the
+    // grace.
+    let grace = if span >= p.grace + 2.0 * w {
+        p.grace
+    } else {
+        0.0
+    };
+    let early_end = (grace + w).min(span - w).max(grace);
+    let early = window_min(&pts, grace, early_end)
         .or_else(|| pts.iter().find(|q| q.0 >= grace).map(|q| q.1))
         .unwrap_or(pts[0].1);
     let last = window_min(&pts, span - w, span).unwrap_or(pts[n - 1].1);
     let rise = last - early;
-    let rise_ok =
-        rise >= p.min_total && rise > 0.0 && rise >= p.min_rel * early.max(1.0);
+    let rise_ok = rise >= p.min_total && rise > 0.0 && rise >= p.min_rel * early.max(1.0);
     let full_slope = full.map_or(0.0, |e| e.slope);
     let tidal = sw.falls >= 2 || (sw.falls >= 1 && sw.cycle_complete);
     let tidal_conf = ramp(span, p.min_span).min(ramp(sw.falls as f64, 2.0));
@@ -274,11 +290,24 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
     // Swings as large as the rise (e.g. a tide whose last trough fell
     // between samples) make it a tide, not a step.
     if rise_ok && !(tidal && sw.median_fall * 2.0 > rise) {
-        if full.is_some_and(|e| e.still_growing) {
-            // Rising, but not (yet) convincing: a low-confidence mountain.
-            let e = best.or(full);
-            let (c, s) = e.map_or((0.0, 0.0), |e| (e.conf, e.slope));
-            return verdict(Pattern::Mountain, c, s, n, span, cfg);
+        match full {
+            Some(e) if e.still_growing => {
+                // Rising, but not (yet) convincing: a low-confidence mountain.
+                let e = best.unwrap_or(e);
+                return verdict(Pattern::Mountain, e.conf, e.slope, n, span, p.leak_conf);
+            }
+            Some(_) => {}
+            None => {
+                // Too short for a floor trend: rising if the raw slope is
+                // positive and the last window still moved by a swing.
+                let slope = theil_sen(&pts).map_or(0.0, |r| r.0);
+                let moved = window_max(&pts, span - w, span) - last >= swing;
+                return if slope > 0.0 && moved {
+                    verdict(Pattern::Mountain, 0.0, slope, n, span, p.leak_conf)
+                } else {
+                    verdict(Pattern::Flat, 0.0, 0.0, n, span, p.leak_conf)
+                };
+            }
         }
         let tol = swing.max(0.1 * rise);
         let mut t_reach = span;
@@ -292,13 +321,13 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
         let hold = span - t_reach;
         let c = ramp(rise, p.min_total).min(ramp(hold, p.min_span));
         let s = full.map_or(0.0, |e| e.recent_slope);
-        return verdict(Pattern::Plateau, c, s, n, span, cfg);
+        return verdict(Pattern::Plateau, c, s, n, span, p.leak_conf);
     }
     if tidal {
-        return verdict(Pattern::Tidal, tidal_conf, full_slope, n, span, cfg);
+        return verdict(Pattern::Tidal, tidal_conf, full_slope, n, span, p.leak_conf);
     }
     let c = ramp(span, p.min_span).min(ramp(n as f64, p.min_samples));
-    verdict(Pattern::Flat, c, full_slope, n, span, cfg)
+    verdict(Pattern::Flat, c, full_slope, n, span, p.leak_conf)
 }
 
 fn verdict(
@@ -307,7 +336,7 @@ fn verdict(
     growth: f64,
     samples: usize,
     span: f64,
-    cfg: &ClassifierConfig,
+    leak_conf: f64,
 ) -> Verdict {
     let confidence = if confidence.is_finite() {
         confidence.clamp(0.0, 1.0)
@@ -316,7 +345,7 @@ fn verdict(
     };
     Verdict {
         pattern,
-        leak: pattern == Pattern::Mountain && confidence >= cfg.leak_confidence,
+        leak: pattern == Pattern::Mountain && confidence >= leak_conf,
         confidence,
         growth_bytes_per_sec: if growth.is_finite() { growth } else { 0.0 },
         samples,
@@ -347,17 +376,21 @@ impl Params {
     fn new(c: &ClassifierConfig) -> Self {
         let nonneg = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
         let w_min = if c.floor_window_min_secs.is_finite() && c.floor_window_min_secs > 0.0 {
-            c.floor_window_min_secs
+            c.floor_window_min_secs.clamp(0.05, 86_400.0)
         } else {
             4.0
         };
         let w_max = if c.floor_window_max_secs.is_finite() {
-            c.floor_window_max_secs.max(w_min)
+            c.floor_window_max_secs.clamp(w_min, 864_000.0)
         } else {
             w_min.max(300.0)
         };
         Params {
-            leak_conf: if c.leak_confidence.is_finite() { c.leak_confidence } else { 0.8 },
+            leak_conf: if c.leak_confidence.is_finite() {
+                c.leak_confidence
+            } else {
+                0.8
+            },
             min_samples: c.min_samples as f64,
             min_span: nonneg(c.min_span_secs),
             min_rate: nonneg(c.min_growth_bytes_per_sec),
@@ -379,10 +412,10 @@ impl Params {
 /// Evidence score: 0.8 when `value == threshold`, → 1 as value grows,
 /// 0 at `value <= threshold / 4`. A threshold of 0 (or less) always scores 1.
 fn ramp(value: f64, threshold: f64) -> f64 {
-    if !(threshold > 0.0) {
+    if threshold.is_nan() || threshold <= 0.0 {
         return 1.0;
     }
-    if !(value > 0.0) {
+    if value.is_nan() || value <= 0.0 {
         return 0.0;
     }
     (1.0 - 0.2 * threshold / value).clamp(0.0, 1.0)
@@ -421,6 +454,15 @@ fn median(v: &mut [f64]) -> f64 {
         let l = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (l + m) / 2.0
     }
+}
+
+/// Maximum value among points with `a <= t <= b` (−∞ if none).
+fn window_max(pts: &[Pt], a: f64, b: f64) -> f64 {
+    let lo = pts.partition_point(|p| p.0 < a);
+    let hi = pts.partition_point(|p| p.0 <= b);
+    pts.get(lo..hi)
+        .and_then(|w| w.iter().map(|p| p.1).reduce(f64::max))
+        .unwrap_or(f64::NEG_INFINITY)
 }
 
 /// Minimum value among points with `a <= t <= b`.
@@ -490,19 +532,24 @@ fn swings(pts: &[Pt], d: f64) -> Swings {
             }
         }
     }
-    let first_peak = peaks.first().copied();
-    let cycle_complete = first_peak.is_some_and(|fp| troughs.iter().any(|&t| t > fp));
-    let mut falls: Vec<f64> = peaks
-        .iter()
-        .map(|&pk| {
-            let bottom = troughs
-                .iter()
-                .find(|&&t| t > pk)
-                .copied()
-                .unwrap_or(if dir == Dir::Down { cand } else { pk });
-            pts[pk].1 - pts[bottom].1
-        })
-        .collect();
+    let cycle_complete = match (peaks.first(), troughs.last()) {
+        (Some(&fp), Some(&lt)) => lt > fp,
+        _ => false,
+    };
+    // Each fall: from its peak to the next trough (or the current low).
+    let mut falls: Vec<f64> = Vec::with_capacity(peaks.len());
+    let mut ti = 0;
+    for &pk in &peaks {
+        while ti < troughs.len() && troughs[ti] <= pk {
+            ti += 1;
+        }
+        let bottom = match troughs.get(ti) {
+            Some(&t) => t,
+            None if dir == Dir::Down => cand,
+            None => pk,
+        };
+        falls.push(pts[pk].1 - pts[bottom].1);
+    }
     Swings {
         falls: peaks.len(),
         cycle_complete,
@@ -564,7 +611,7 @@ fn floor_points(pts: &[Pt], w: f64, stride: f64) -> Vec<Pt> {
     let Some(&(t_end, _)) = pts.last() else {
         return Vec::new();
     };
-    if !(w > 0.0) || !(stride > 0.0) {
+    if w.is_nan() || stride.is_nan() || w <= 0.0 || stride <= 0.0 {
         return pts.to_vec();
     }
     let mut idx: Vec<usize> = Vec::new();
@@ -603,7 +650,13 @@ struct TrendEval {
 }
 
 /// Trend of the floor over the last `h` seconds.
-fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, p: &Params) -> Option<TrendEval> {
+/// Floor window and swing threshold of a series.
+struct Shape {
+    w: f64,
+    swing: f64,
+}
+
+fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, sh: &Shape, p: &Params) -> Option<TrendEval> {
     let t_end = pts.last()?.0;
     let start = t_end - h;
     let f = &floor[floor.partition_point(|q| q.0 < start)..];
@@ -624,7 +677,11 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, p: &Params) -> Option<TrendEva
         .windows(2)
         .map(|q| q[1].1 - q[0].1)
         .fold(0.0f64, f64::max);
-    let steps = if max_jump > 0.0 { growth / max_jump } else { 0.0 };
+    let steps = if max_jump > 0.0 {
+        growth / max_jump
+    } else {
+        0.0
+    };
 
     let sig = if p.alpha > 0.0 {
         (1.0 - 0.2 * pval / p.alpha).clamp(0.0, 1.0)
@@ -639,13 +696,46 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, p: &Params) -> Option<TrendEva
         .min(ramp(slope, p.min_rate))
         .min(ramp(steps, p.min_steps));
 
-    // Deceleration: slope of the last third of the floor (at least 3 points).
-    let rec_from = f.partition_point(|q| q.0 < t_last - (t_last - t_first) / 3.0);
+    // Growth may come in steps (a staircase). The longest wait between two
+    // rises of the samples (of a quarter swing or more from one sample to
+    // the next) sets how far back the deceleration tests must look; the wait
+    // since the last rise is left out (that is what the tests judge).
+    let mut gap: f64 = 0.0;
+    let mut last_rise: Option<f64> = None;
+    for q in pts[pts.partition_point(|q| q.0 < start)..].windows(2) {
+        if q[1].1 - q[0].1 >= sh.swing / 4.0 {
+            if let Some(r) = last_rise {
+                gap = gap.max(q[1].0 - r);
+            }
+            last_rise = Some(q[1].0);
+        }
+    }
+
+    // Deceleration: slope of the recent floor (the last third, or two step
+    // waits; at least 3 points) against the horizon's slope.
+    let recent = ((t_last - t_first) / 3.0).max(2.0 * gap);
+    let rec_from = f.partition_point(|q| q.0 < t_last - recent);
     let rec = &f[rec_from.min(f.len() - 3)..];
     let recent_slope = theil_sen(rec).map_or(0.0, |r| r.0);
+    // The floor lags the samples by up to W. If at the horizon's rate the
+    // last max(W, h/4, 1.5 step waits) seconds should have grown by two
+    // swings, yet the raw samples stayed within one swing, growth has
+    // stopped (step then flat).
+    let tail = sh.w.max(h / 4.0).max(1.5 * gap);
+    let tail_range = {
+        let from = pts.partition_point(|q| q.0 < t_end - tail);
+        let (lo, hi) = pts[from..]
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), q| {
+                (lo.min(q.1), hi.max(q.1))
+            });
+        hi - lo
+    };
+    let stalled = slope * tail >= 2.0 * sh.swing && tail_range < sh.swing;
     let still_growing = slope > 0.0
         && recent_slope > 0.0
-        && recent_slope >= p.min_rate.max(p.decel * slope);
+        && recent_slope >= p.min_rate.max(p.decel * slope)
+        && !stalled;
     Some(TrendEval {
         conf,
         slope,
@@ -706,7 +796,7 @@ fn mann_kendall_p(pts: &[Pt]) -> f64 {
     }
     let nf = n as f64;
     let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - ties) / 18.0;
-    if !(var > 0.0) {
+    if var.is_nan() || var <= 0.0 {
         return 0.5;
     }
     let s = s as f64;
@@ -733,7 +823,8 @@ fn erfc(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     (poly * (-x * x).exp()).clamp(0.0, 2.0)
 }
 
@@ -804,19 +895,31 @@ mod tests {
         assert!(!v.leak);
         assert_eq!(v.samples, 0);
         assert_eq!(v.confidence, 0.0);
-        let one = [Sample { t_secs: 5.0, rss_bytes: 123 }];
+        let one = [Sample {
+            t_secs: 5.0,
+            rss_bytes: 123,
+        }];
         let v = classify(&one, &cfg());
         assert_eq!(v.pattern, Pattern::Flat);
         assert_eq!(v.samples, 1);
         assert_eq!(v.span_secs, 0.0);
-        let two = [one[0], Sample { t_secs: 6.0, rss_bytes: u64::MAX }];
+        let two = [
+            one[0],
+            Sample {
+                t_secs: 6.0,
+                rss_bytes: u64::MAX,
+            },
+        ];
         assert!(!classify(&two, &cfg()).leak);
     }
 
     #[test]
     fn constant_series_is_flat() {
         let s: Vec<Sample> = (0..120)
-            .map(|i| Sample { t_secs: i as f64, rss_bytes: 50 << 20 })
+            .map(|i| Sample {
+                t_secs: i as f64,
+                rss_bytes: 50 << 20,
+            })
             .collect();
         let v = classify(&s, &cfg());
         assert_eq!(v.pattern, Pattern::Flat, "{v:?}");
@@ -830,7 +933,10 @@ mod tests {
     fn extreme_values_do_not_panic() {
         for rss in [0u64, 1, u64::MAX, u64::MAX - 4096] {
             let s: Vec<Sample> = (0..50)
-                .map(|i| Sample { t_secs: i as f64, rss_bytes: rss })
+                .map(|i| Sample {
+                    t_secs: i as f64,
+                    rss_bytes: rss,
+                })
                 .collect();
             let v = classify(&s, &cfg());
             assert_eq!(v.pattern, Pattern::Flat);
@@ -846,18 +952,33 @@ mod tests {
         let v = classify(&s, &cfg());
         assert!(v.confidence.is_finite() && v.growth_bytes_per_sec.is_finite());
         let same_t: Vec<Sample> = (0..10)
-            .map(|i| Sample { t_secs: 3.0, rss_bytes: i << 20 })
+            .map(|i| Sample {
+                t_secs: 3.0,
+                rss_bytes: i << 20,
+            })
             .collect();
         assert_eq!(classify(&same_t, &cfg()).pattern, Pattern::Flat);
         let nan_t = [
-            Sample { t_secs: f64::NAN, rss_bytes: 1 },
-            Sample { t_secs: f64::INFINITY, rss_bytes: 1 },
-            Sample { t_secs: 1.0, rss_bytes: 1 },
+            Sample {
+                t_secs: f64::NAN,
+                rss_bytes: 1,
+            },
+            Sample {
+                t_secs: f64::INFINITY,
+                rss_bytes: 1,
+            },
+            Sample {
+                t_secs: 1.0,
+                rss_bytes: 1,
+            },
         ];
         assert_eq!(classify(&nan_t, &cfg()).samples, 1);
         // A ramp from 0 to u64::MAX is huge growth, must not overflow.
         let ramp_max: Vec<Sample> = (0..40u64)
-            .map(|i| Sample { t_secs: i as f64, rss_bytes: (u64::MAX / 40) * i })
+            .map(|i| Sample {
+                t_secs: i as f64,
+                rss_bytes: (u64::MAX / 40) * i,
+            })
             .collect();
         let v = classify(&ramp_max, &cfg());
         assert_eq!(v.pattern, Pattern::Mountain);
@@ -933,13 +1054,21 @@ mod tests {
     #[test]
     fn leak_128kib_per_sec_flagged_within_90_samples() {
         for seed in 0..20 {
-            let s = series(240, seed, 64.0 * KIB, 0.05, |t| 10.0 * MIB + 128.0 * KIB * t);
+            let s = series(240, seed, 64.0 * KIB, 0.05, |t| {
+                10.0 * MIB + 128.0 * KIB * t
+            });
             let k = first_leak(&s).expect("never flagged");
             assert!(k <= 90, "seed {seed}: flagged only at sample {k}");
-            assert!(k >= 30, "seed {seed}: flagged at {k} before 4 MiB of growth");
+            assert!(
+                k >= 30,
+                "seed {seed}: flagged at {k} before 4 MiB of growth"
+            );
             // Near the threshold the flag may flicker for a few samples.
             for j in (k + 5).min(s.len())..=s.len() {
-                assert!(classify(&s[..j], &cfg()).leak, "seed {seed}: lost flag at {j}");
+                assert!(
+                    classify(&s[..j], &cfg()).leak,
+                    "seed {seed}: lost flag at {j}"
+                );
             }
             let v = classify(&s, &cfg());
             let r = v.growth_bytes_per_sec / (128.0 * KIB);
@@ -954,7 +1083,11 @@ mod tests {
         // 0 or 4 MiB of growth.
         for seed in 0..10 {
             let s = series(40, seed, 32.0 * KIB, 0.45, |t| {
-                if t < 0.5 { 2.0 * MIB } else { 10.0 * MIB + 2.0 * MIB * t.floor() }
+                if t < 0.5 {
+                    2.0 * MIB
+                } else {
+                    10.0 * MIB + 2.0 * MIB * t.floor()
+                }
             });
             let k = first_leak(&s).expect("never flagged");
             assert!(k <= 22, "seed {seed}: flagged at {k}");
@@ -980,7 +1113,11 @@ mod tests {
                 let c = (t / 4.0).floor();
                 let in_cycle = t - 4.0 * c;
                 let floor = 5.0 * MIB + 10.0 * MIB * c;
-                if in_cycle < 2.0 { floor + 50.0 * MIB } else { floor + 10.0 * MIB }
+                if in_cycle < 2.0 {
+                    floor + 50.0 * MIB
+                } else {
+                    floor + 10.0 * MIB
+                }
             });
             let k = first_leak(&s).expect("never flagged");
             assert!(k <= 40, "seed {seed}: flagged at {k}");
@@ -996,27 +1133,42 @@ mod tests {
         // 2 MiB/s leak, sampled 0..30 s, then nothing until 200 s, then 30 s.
         let s: Vec<Sample> = (0..30)
             .chain(200..230)
-            .map(|t| Sample { t_secs: t as f64, rss_bytes: (4 << 20) + (2 << 20) * t })
+            .map(|t| Sample {
+                t_secs: t as f64,
+                rss_bytes: (4 << 20) + (2 << 20) * t,
+            })
             .collect();
         let v = classify(&s, &cfg());
         assert!(v.leak, "{v:?}");
-        assert!((v.growth_bytes_per_sec / (2.0 * MIB) - 1.0).abs() < 0.05, "{v:?}");
+        assert!(
+            (v.growth_bytes_per_sec / (2.0 * MIB) - 1.0).abs() < 0.05,
+            "{v:?}"
+        );
         // Irregular intervals: the rate must come from time, not the index.
         let mut r = Rng::new(4);
         let mut t = 0.0;
         let mut s = Vec::new();
         for _ in 0..60 {
             t += 0.5 + 2.5 * (r.sym() + 1.0) / 2.0;
-            s.push(Sample { t_secs: t, rss_bytes: (10.0 * MIB + 256.0 * KIB * t) as u64 });
+            s.push(Sample {
+                t_secs: t,
+                rss_bytes: (10.0 * MIB + 256.0 * KIB * t) as u64,
+            });
         }
         let v = classify(&s, &cfg());
         assert!(v.leak, "{v:?}");
-        assert!((v.growth_bytes_per_sec / (256.0 * KIB) - 1.0).abs() < 0.05, "{v:?}");
+        assert!(
+            (v.growth_bytes_per_sec / (256.0 * KIB) - 1.0).abs() < 0.05,
+            "{v:?}"
+        );
         // Flat with gaps stays flat.
         let s: Vec<Sample> = (0..20)
             .chain(500..520)
             .chain(2000..2040)
-            .map(|t| Sample { t_secs: t as f64, rss_bytes: 20 << 20 })
+            .map(|t| Sample {
+                t_secs: t as f64,
+                rss_bytes: 20 << 20,
+            })
             .collect();
         assert_eq!(classify(&s, &cfg()).pattern, Pattern::Flat);
     }
@@ -1025,7 +1177,12 @@ mod tests {
     fn late_onset_leak_is_found_on_a_short_horizon() {
         // Flat for 600 s, then 256 KiB/s.
         let s = series(900, 5, 32.0 * KIB, 0.05, |t| {
-            50.0 * MIB + if t > 600.0 { 256.0 * KIB * (t - 600.0) } else { 0.0 }
+            50.0 * MIB
+                + if t > 600.0 {
+                    256.0 * KIB * (t - 600.0)
+                } else {
+                    0.0
+                }
         });
         let k = first_leak(&s).expect("never flagged");
         assert!((620..=700).contains(&k), "flagged at {k}");
@@ -1053,7 +1210,13 @@ mod tests {
 
     #[test]
     fn tidal_never_flagged_at_any_prefix() {
-        let shapes = [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.5, 2.0, 0.7), (0.5, 3.0, 2.0), (2.0, 3.0, 0.6)];
+        let shapes = [
+            (1.0, 1.0, 1.0),
+            (2.0, 1.0, 1.0),
+            (1.5, 2.0, 0.7),
+            (0.5, 3.0, 2.0),
+            (2.0, 3.0, 0.6),
+        ];
         for (i, &(ramp, hold, low)) in shapes.iter().enumerate() {
             for seed in 0..6 {
                 let s = series(90, seed + 100 * i as u64, 64.0 * KIB, 0.3, |t| {
@@ -1069,7 +1232,11 @@ mod tests {
     #[test]
     fn sawtooth_without_floor_growth_is_tidal() {
         let s = series(120, 7, 64.0 * KIB, 0.1, |t| {
-            if t.rem_euclid(4.0) < 2.0 { 55.0 * MIB } else { 5.0 * MIB }
+            if t.rem_euclid(4.0) < 2.0 {
+                55.0 * MIB
+            } else {
+                5.0 * MIB
+            }
         });
         assert_never_leak(&s, "sawtooth");
         assert_eq!(classify(&s, &cfg()).pattern, Pattern::Tidal);
@@ -1121,7 +1288,9 @@ mod tests {
 
     #[test]
     fn step_then_flat_is_plateau() {
-        let s = series(100, 2, 32.0 * KIB, 0.0, |t| if t < 20.0 { 10.0 * MIB } else { 60.0 * MIB });
+        let s = series(100, 2, 32.0 * KIB, 0.0, |t| {
+            if t < 20.0 { 10.0 * MIB } else { 60.0 * MIB }
+        });
         assert_never_leak(&s, "step");
         let v = classify(&s, &cfg());
         assert_eq!(v.pattern, Pattern::Plateau, "{v:?}");
@@ -1131,7 +1300,9 @@ mod tests {
     #[test]
     fn warmup_curve_is_plateau() {
         // Exponential approach (cache warm-up), time constant 20 s.
-        let s = series(300, 8, 32.0 * KIB, 0.05, |t| 10.0 * MIB + 200.0 * MIB * (1.0 - (-t / 20.0).exp()));
+        let s = series(300, 8, 32.0 * KIB, 0.05, |t| {
+            10.0 * MIB + 200.0 * MIB * (1.0 - (-t / 20.0).exp())
+        });
         let v = classify(&s, &cfg());
         assert_eq!(v.pattern, Pattern::Plateau, "{v:?}");
         for k in 150..=s.len() {
@@ -1139,11 +1310,150 @@ mod tests {
         }
     }
 
+    // ---- models of the lt-workload integration scenarios ----------------------
+
+    /// Sampled every ~1 s from a random offset after spawn; footprint of a
+    /// small Rust process (~180 KiB) plus a few pages of noise.
+    fn workload(seed: u64, secs: f64, f: impl Fn(f64) -> f64) -> Vec<Sample> {
+        let mut r = Rng::new(seed);
+        let mut t = 0.05 + 0.45 * (r.sym() + 1.0);
+        let mut out = Vec::new();
+        while t < secs {
+            let y = 180.0 * KIB + f(t) + 16.0 * KIB * (r.sym() + 1.0);
+            out.push(Sample {
+                t_secs: 7.0 + t,
+                rss_bytes: ((y / 4096.0).round() as u64) * 4096,
+            });
+            t += 1.0 + 0.02 * r.sym();
+        }
+        out
+    }
+
+    #[test]
+    fn workload_leak_2048_kib() {
+        // 208 KiB (2048 KiB / 10, page rounded) every ~0.1 s.
+        for seed in 0..10 {
+            let step = 0.1 + 0.002 * seed as f64;
+            let s = workload(seed, 40.0, |t| (t / step).floor() * 208.0 * KIB);
+            let k = first_leak(&s).expect("never flagged");
+            assert!(s[k - 1].t_secs - 7.0 <= 20.0, "seed {seed}: flagged at {k}");
+            let v = classify(&s[..k], &cfg());
+            assert!((1.5e6..3.0e6).contains(&v.growth_bytes_per_sec), "{v:?}");
+            // `watch` of a 25 s leak: the final verdict is a leak.
+            let w = workload(seed + 50, 25.0, |t| (t / step).floor() * 208.0 * KIB);
+            let v = classify(&w, &cfg());
+            assert!(v.leak && v.pattern == Pattern::Mountain, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn workload_leak_128_kib() {
+        // 16 KiB (128 KiB / 10 rounded up to pages) every ~0.1 s.
+        for seed in 0..5 {
+            let s = workload(seed, 125.0, |t| (t / 0.1).floor() * 16.0 * KIB);
+            let k = first_leak(&s).expect("never flagged");
+            assert!(s[k - 1].t_secs - 7.0 <= 60.0, "seed {seed}: flagged at {k}");
+        }
+    }
+
+    #[test]
+    fn workload_tidal_100_mib_period_3() {
+        for seed in 0..10 {
+            let touch = 0.05 + 0.03 * seed as f64;
+            let tide = |t: f64| {
+                let x = t.rem_euclid(3.0);
+                if x < touch {
+                    100.0 * MIB * x / touch
+                } else if x < touch + 1.5 {
+                    100.0 * MIB
+                } else {
+                    0.0
+                }
+            };
+            let s = workload(seed, 70.0, tide);
+            assert_never_leak(&s, "workload tidal");
+            let w = workload(seed + 50, 25.0, tide);
+            let v = classify(&w, &cfg());
+            assert_eq!(v.pattern, Pattern::Tidal, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn workload_plateau_80_mib_over_10s() {
+        for seed in 0..10 {
+            let s = workload(seed, 60.0, |t| (t / 0.125).floor().min(80.0) * MIB);
+            assert_never_leak(&s, "workload plateau");
+            assert_eq!(classify(&s, &cfg()).pattern, Pattern::Plateau);
+        }
+    }
+
+    #[test]
+    fn workload_sawtooth_30_up_24_down() {
+        for seed in 0..10 {
+            let s = workload(seed, 60.0, |t| {
+                let n = (t / 2.0).floor();
+                let x = t - 2.0 * n;
+                6.0 * MIB * n
+                    + if x < 1.0 {
+                        30.0 * MIB * (x / 0.1).min(1.0)
+                    } else {
+                        6.0 * MIB
+                    }
+            });
+            let k = first_leak(&s).expect("never flagged");
+            assert!(k <= 35, "seed {seed}: flagged at {k}");
+        }
+    }
+
+    #[test]
+    fn fast_leak_is_a_mountain_early_for_oom_prediction() {
+        // 8 MiB/s into a 160 MiB memcg dies at ~20 s: a (low-confidence)
+        // mountain with the right rate must come well before that.
+        for seed in 0..10 {
+            let s = workload(seed, 20.0, |t| (t / 0.102).floor() * 832.0 * KIB);
+            let k = (1..=s.len())
+                .find(|&k| classify(&s[..k], &cfg()).pattern == Pattern::Mountain)
+                .expect("never a mountain");
+            assert!(k <= 8, "seed {seed}: first mountain at {k}");
+            for j in k..=s.len() {
+                let v = classify(&s[..j], &cfg());
+                assert_eq!(v.pattern, Pattern::Mountain, "seed {seed} prefix {j}");
+                let r = v.growth_bytes_per_sec / (8.0 * MIB);
+                assert!((0.9..1.1).contains(&r), "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunky_leak_does_not_flicker() {
+        // 20 MiB every 8 s: a staircase. Once flagged, it stays a mountain.
+        for seed in 0..5 {
+            let s = workload(seed, 200.0, |t| {
+                10.0 * MIB + 20.0 * MIB * ((t + seed as f64) / 8.0).floor()
+            });
+            let k = first_leak(&s).expect("never flagged");
+            assert!(k <= 40, "flagged at {k}");
+            for j in k..=s.len() {
+                let v = classify(&s[..j], &cfg());
+                assert_eq!(
+                    v.pattern,
+                    Pattern::Mountain,
+                    "seed {seed} prefix {j}: {v:?}"
+                );
+            }
+        }
+    }
+
     // ---- misc ------------------------------------------------------------------
 
     #[test]
     fn pattern_names_round_trip() {
-        for p in [Pattern::Flat, Pattern::Tidal, Pattern::Plateau, Pattern::Mountain] {
+        for p in [
+            Pattern::Flat,
+            Pattern::Tidal,
+            Pattern::Plateau,
+            Pattern::Mountain,
+        ] {
             assert_eq!(p.to_string().parse::<Pattern>(), Ok(p));
             let j = serde_json::to_string(&p).unwrap();
             assert_eq!(j, format!("\"{p}\""));
@@ -1185,7 +1495,9 @@ mod tests {
 
     #[test]
     fn large_input_is_fast_enough() {
-        let s = series(960, 1, 64.0 * KIB, 0.1, |t| tide(t, 2.0 * MIB, 100.0 * MIB, 1.0, 1.0, 1.0));
+        let s = series(960, 1, 64.0 * KIB, 0.1, |t| {
+            tide(t, 2.0 * MIB, 100.0 * MIB, 1.0, 1.0, 1.0)
+        });
         let start = std::time::Instant::now();
         for _ in 0..10 {
             let _ = classify(&s, &cfg());

@@ -3,6 +3,7 @@ mod doctor;
 mod oom;
 mod report;
 mod run;
+mod top;
 mod trace;
 mod watch;
 
@@ -27,6 +28,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(a) => doctor::run(a, &opts),
         Command::Oom(a) => oom::run(a),
         Command::Report(a) => report::run(a),
+        Command::Top(a) => top::run(a, &opts).await,
     }
 }
 

@@ -19,7 +19,10 @@ use crate::{
         store::ReportStore,
     },
     sinks::out::Out,
-    sys::kmsg::{self, KernelOomKill, OomScope},
+    sys::{
+        container,
+        kmsg::{self, KernelOomKill, OomScope},
+    },
     util::bytes,
 };
 
@@ -83,6 +86,9 @@ impl Entry {
                     "comm": r.victim.comm.clone().or_else(|| k.map(|k| k.comm.clone())),
                     "memcg": r.memcg.as_ref().map(|m| m.path.clone())
                         .or_else(|| k.and_then(|k| k.task_memcg.clone())),
+                    "container": r.victim.container.clone().or_else(|| {
+                        k.and_then(|k| k.task_memcg.as_deref()).and_then(container::attribute)
+                    }),
                     "binding_limit": r.binding_limit,
                     "anon_rss_bytes": r.victim.anon_rss_bytes
                         .or_else(|| k.and_then(|k| kb(k.anon_rss_kb))),
@@ -106,6 +112,7 @@ impl Entry {
                 "comm": k.comm,
                 "memcg": k.task_memcg,
                 "oom_memcg": k.oom_memcg,
+                "container": k.task_memcg.as_deref().and_then(container::attribute),
                 "scope": k.scope,
                 "anon_rss_bytes": kb(k.anon_rss_kb),
                 "constraint": k.constraint,
@@ -286,9 +293,7 @@ pub fn run(args: OomArgs) -> anyhow::Result<ExitCode> {
     let reports = store.list();
     let kernel = kernel_kills(now);
     let (reports, kernel, boot) = match (reports, kernel) {
-        (Err(e), Err(k)) => {
-            return Err(e.context(format!("and {k}")));
-        }
+        (Err(e), Err(k)) => anyhow::bail!("{e:#}; {k}"),
         (Err(e), Ok((kills, boot))) => {
             eprintln!("warning: {e:#}; listing only the kills in the kernel log");
             (Vec::new(), kills, Some(boot))
@@ -306,8 +311,13 @@ pub fn run(args: OomArgs) -> anyhow::Result<ExitCode> {
         let when = since
             .map(|t| format!(" since {} UTC", utc(t)))
             .unwrap_or_default();
+        let log = if boot.is_some() {
+            " and the kernel log"
+        } else {
+            ""
+        };
         out.line(&format!(
-            "no OOM kills{when} (looked in {} and the kernel log)",
+            "no OOM kills{when} (looked in {}{log})",
             args.report_dir.display()
         ))
         .context("writing to stdout")?;
@@ -476,6 +486,15 @@ mod tests {
             "2025-11-24 16:00:00 UTC  pid 77 (lt-workload)  memcg /lt/job (limit of /lt)  \
              anon-rss 64.0 MiB  kernel log only (CONSTRAINT_MEMCG), no leaktrace report"
         );
+        let mut k = kernel(79, 0);
+        k.task_memcg = Some(format!("/system.slice/docker-{}.scope", "ab".repeat(32)));
+        let j = Entry::Kernel {
+            kill: k,
+            time_unix_ms: 0,
+        }
+        .json();
+        assert_eq!(j["container"]["runtime"], "docker");
+        assert_eq!(j["container"]["id"], "ab".repeat(32));
         let mut k = kernel(78, 0);
         k.scope = OomScope::Global;
         k.constraint = None;
@@ -489,6 +508,40 @@ mod tests {
             "1970-01-01 00:00:00 UTC  pid 78 (lt-workload)  host  anon-rss ?  \
              kernel log only, no leaktrace report"
         );
+    }
+
+    #[test]
+    fn parses() {
+        use clap::Parser as _;
+
+        use crate::cli::{Cli, Command};
+        let c = Cli::try_parse_from(["leaktrace", "oom", "--since", "2h", "--json"]).unwrap();
+        let Command::Oom(a) = c.command else { panic!() };
+        assert_eq!(a.since, Some(std::time::Duration::from_secs(7200)));
+        assert!(a.json);
+        assert_eq!(
+            a.report_dir,
+            PathBuf::from(crate::report::store::DEFAULT_DIR)
+        );
+        let c = Cli::try_parse_from(["leaktrace", "oom", "--report-dir", "/tmp/x"]).unwrap();
+        let Command::Oom(a) = c.command else { panic!() };
+        assert_eq!(
+            (a.report_dir, a.since, a.json),
+            (PathBuf::from("/tmp/x"), None, false)
+        );
+        for bad in ["-5", "0", "soon"] {
+            assert!(
+                Cli::try_parse_from(["leaktrace", "oom", "--since", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn boot_time_is_in_the_past() {
+        let now = now_unix_ms();
+        let boot = boot_unix_ms(now).unwrap();
+        assert!(boot <= now && boot > 0);
     }
 
     #[test]

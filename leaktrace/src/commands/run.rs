@@ -10,7 +10,7 @@ use crate::{
     monitor::{Monitor, MonitorConfig, Scope, Update},
     probes::LoadOptions,
     report::{capture, render, store::ReportStore},
-    sinks::{live, out::Out},
+    sinks::{live, metrics::Exporter, out::Out},
     util::monotonic_ns,
 };
 
@@ -19,6 +19,11 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
     check_pids(&args.pids)?;
     // An unwritable report directory is an error now, not at the first kill.
     let store = ReportStore::open(&args.report_dir)?;
+    // Likewise a port in use: bound before the probes are loaded.
+    let metrics = match args.metrics {
+        Some(addr) => Some(Exporter::start(addr, args.metrics_top as usize).await?),
+        None => None,
+    };
     let scope = if args.pids.is_empty() && args.comms.is_empty() {
         Scope::All
     } else {
@@ -40,6 +45,9 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
         args.interval,
         store.dir.display()
     );
+    if let Some(m) = &metrics {
+        eprintln!("leaktrace: metrics on http://{}/metrics", m.addr);
+    }
     let mut out = Out::new();
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
@@ -49,6 +57,9 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             ups = mon.next() => ups,
         };
+        if let Some(m) = &metrics {
+            m.update(&mon, &ups);
+        }
         for u in ups {
             handle(&mut mon, &store, &mut out, args.json, u)?;
         }
@@ -123,6 +134,7 @@ fn handle(mon: &mut Monitor, store: &ReportStore, out: &mut Out, json: bool, u: 
             let mut v = events::json::event(&event);
             if let Value::Object(m) = &mut v {
                 m.insert("memcg".into(), json!(report.memcg.as_ref().map(|m| &m.path)));
+                m.insert("container".into(), json!(report.victim.container));
                 m.insert("binding_limit".into(), json!(report.binding_limit));
                 m.insert("predicted".into(), json!(report.predicted));
                 m.insert("lead_time_secs".into(), json!(report.lead_time_secs));

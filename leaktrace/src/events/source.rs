@@ -20,6 +20,8 @@ pub struct EventSource {
     pub decode_errors: u64,
     /// Events handled so far, for self-monitoring.
     pub handled: u64,
+    /// Decoded events per kind (indexed by `EventKind as usize`), for metrics.
+    kinds: [u64; EVENT_KIND_SLOTS as usize],
 }
 
 fn ring(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<AsyncFd<RingBuf<MapData>>> {
@@ -41,6 +43,7 @@ impl EventSource {
             reported_drops: [0; EVENT_KIND_SLOTS as usize],
             decode_errors: 0,
             handled: 0,
+            kinds: [0; EVENT_KIND_SLOTS as usize],
         })
     }
 
@@ -61,7 +64,10 @@ impl EventSource {
             let rb = rb.get_mut();
             while let Some(item) = rb.next() {
                 match decode(&item) {
-                    Ok(e) => out.push(e),
+                    Ok(e) => {
+                        self.kinds[e.hdr.kind as usize] += 1;
+                        out.push(e);
+                    }
                     Err(e) => {
                         self.decode_errors += 1;
                         log::debug!("undecodable record: {e}");
@@ -71,6 +77,11 @@ impl EventSource {
         }
         self.handled += (out.len() - start) as u64;
         out[start..].sort_by_key(|e| e.hdr.ts_ns);
+    }
+
+    /// Decoded events per kind since start, indexed by `EventKind as usize` (slot 0 unused).
+    pub fn counts(&self) -> [u64; EVENT_KIND_SLOTS as usize] {
+        self.kinds
     }
 
     /// Reservation failures per kind since the last call.

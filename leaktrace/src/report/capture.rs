@@ -9,6 +9,7 @@ use crate::{
     events::{Event, OomKill},
     state::{Proc, ProcessTable, memcg::MemcgResolver},
     sys::{
+        container::attribute,
         cgroup::{MemcgPath, MemcgStats, read_memcg_stats},
         proc::{read_cmdline, read_meminfo, read_psi_memory, read_smaps_rollup, read_top_mappings},
     },
@@ -62,6 +63,7 @@ fn grower(p: &Proc, victim: u32, memcg: Option<String>) -> Grower {
         footprint_bytes: p.rss.footprint(),
         rss_bytes: p.rss.resident(),
         pattern: p.verdict.map(|v| v.pattern),
+        container: memcg.as_deref().and_then(attribute),
         memcg,
         is_victim: p.key.pid == victim,
     }
@@ -138,6 +140,7 @@ pub fn build(k: KillInput<'_>) -> OomReport {
         file_rss_bytes: kb(kill.file_rss_kb).or(v.map(|p| p.rss.file)),
         shmem_rss_bytes: kb(kill.shmem_rss_kb).or(v.map(|p| p.rss.shmem)),
         pgtables_bytes: kb(kill.pgtables_kb),
+        container: k.live.memcg.as_ref().and_then(|m| attribute(&m.rel)),
         missing,
     };
     let memcg = k.live.memcg.as_ref().map(|m| {

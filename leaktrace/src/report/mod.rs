@@ -30,6 +30,9 @@ pub struct Victim {
     pub file_rss_bytes: Option<u64>,
     pub shmem_rss_bytes: Option<u64>,
     pub pgtables_bytes: Option<u64>,
+    /// Container and Kubernetes pod, from the victim's cgroup path.
+    #[serde(default)]
+    pub container: Option<crate::sys::container::ContainerInfo>,
     /// Names of the fields above that could not be had (old kernel, process gone).
     pub missing: Vec<String>,
 }
@@ -89,6 +92,8 @@ pub struct Grower {
     pub rss_bytes: u64,
     pub pattern: Option<Pattern>,
     pub memcg: Option<String>,
+    #[serde(default)]
+    pub container: Option<crate::sys::container::ContainerInfo>,
     pub is_victim: bool,
 }
 

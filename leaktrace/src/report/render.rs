@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Grower, OomReport, Point, Snapshot};
 use crate::{
-    sys::proc::redact_cmdline,
+    sys::{container::ContainerInfo, proc::redact_cmdline},
     util::{bytes, signed_bytes},
 };
 
@@ -55,6 +55,9 @@ pub fn render(r: &OomReport) -> String {
         })
     };
     field(&mut o, "command", cmdline);
+    if let Some(c) = &v.container {
+        field(&mut o, "container", Some(container(c)));
+    }
     field(&mut o, "uid", known(r, "uid", v.uid).map(|u| u.to_string()));
     field(
         &mut o,
@@ -208,7 +211,7 @@ pub fn utc(unix_ms: u64) -> String {
 }
 
 fn is_leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 // ---------------------------------------------------------------------------
@@ -352,6 +355,9 @@ fn growers(o: &mut String, title: &str, g: &[Grower]) {
                 signed_bytes(x.growth_bytes_per_sec),
                 bytes(x.footprint_bytes),
                 x.pattern.as_ref().map_or_else(|| "-".to_string(), name)
+                    + &x.container
+                        .as_ref()
+                        .map_or_else(String::new, |c| format!("  {}", short_id(c)))
             ),
         );
     }
@@ -404,10 +410,16 @@ fn snapshot(o: &mut String, r: &OomReport, s: &Snapshot) {
     line(
         o,
         &format!(
-            "Pre-OOM snapshot of pid {} ({}), taken {} before the kill (time to OOM then {}, limit {})",
+            "Pre-OOM snapshot of pid {} ({}), taken {} before the kill",
             s.pid,
             clean(&s.comm),
-            secs(before),
+            secs(before)
+        ),
+    );
+    line(
+        o,
+        &format!(
+            "  time to OOM was then estimated at {}; limit: {}",
             secs(s.eta_secs),
             clean(&s.limit)
         ),
@@ -543,7 +555,7 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         .collect();
     for row in 0..height {
         let k = (height - 1 - row) as f64; // rows counted from the bottom
-        let name = if row % 3 == 0 {
+        let name = if row.is_multiple_of(3) {
             label((height - row) as f64 / height as f64)
         } else {
             String::new()
@@ -617,6 +629,23 @@ fn ago(t: f64) -> String {
 // ---------------------------------------------------------------------------
 // small helpers
 // ---------------------------------------------------------------------------
+
+/// `containerd 0123456789ab, pod 1b0e8f7a-… (burstable)`.
+fn container(c: &ContainerInfo) -> String {
+    let mut s = format!("{} {}", name(&c.runtime), short_id(c));
+    if let Some(pod) = &c.pod_uid {
+        let _ = write!(s, ", pod {}", clean(pod));
+    }
+    if let Some(q) = &c.qos {
+        let _ = write!(s, " ({})", clean(q));
+    }
+    s
+}
+
+/// The first 12 characters of the id, as `docker ps` shows it.
+fn short_id(c: &ContainerInfo) -> String {
+    clean(&c.id.chars().take(12).collect::<String>())
+}
 
 fn line(o: &mut String, s: &str) {
     o.push_str(s);
@@ -721,7 +750,11 @@ pub(crate) mod tests {
         analysis::classify::Pattern,
         report::{Analysis, Host, Memcg, REPORT_VERSION, Trigger, Victim},
         state::SyscallNote,
-        sys::{cgroup::CgroupVersion, proc::Mapping},
+        sys::{
+            cgroup::CgroupVersion,
+            container::{ContainerInfo, Runtime},
+            proc::Mapping,
+        },
     };
 
     const MB: u64 = 1 << 20;
@@ -730,10 +763,12 @@ pub(crate) mod tests {
     pub(crate) fn sample() -> OomReport {
         let kill_unix_ms = 1_764_000_000_000;
         let kill_ts_ns = 5_000_000_000_000;
-        let timeline = (0..=60)
+        let timeline = (0..=60u32)
             .map(|i| Point {
                 t_secs: f64::from(i) - 60.0,
-                footprint_bytes: 16 * MB + 4 * MB * i as u64,
+                // a rising floor with a sawtooth on top: a mountain
+                footprint_bytes: (16 * MB + 4 * MB * u64::from(i) + u64::from(i % 5) * 3 * MB)
+                    .min(256 * MB),
             })
             .collect();
         let grower = |pid: u32, comm: &str, g: f64, fp: u64, victim: bool| Grower {
@@ -744,6 +779,7 @@ pub(crate) mod tests {
             rss_bytes: fp,
             pattern: Some(Pattern::Mountain),
             memcg: Some("/leak-test".into()),
+            container: None,
             is_victim: victim,
         };
         OomReport {
@@ -767,6 +803,12 @@ pub(crate) mod tests {
                 file_rss_bytes: Some(3 * MB),
                 shmem_rss_bytes: Some(0),
                 pgtables_bytes: Some(600 * 1024),
+                container: Some(ContainerInfo {
+                    runtime: Runtime::Containerd,
+                    id: "0123456789abcdef".repeat(4),
+                    pod_uid: Some("1b0e8f7a-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into()),
+                    qos: Some("burstable".into()),
+                }),
                 missing: vec![],
             },
             trigger: Trigger {
@@ -881,6 +923,7 @@ pub(crate) mod tests {
             file_rss_bytes: None,
             shmem_rss_bytes: None,
             pgtables_bytes: None,
+            container: None,
             missing: vec!["comm".into(), "cmdline".into(), "uid".into()],
         };
         r.trigger = Trigger {
@@ -931,6 +974,7 @@ pub(crate) mod tests {
             "max usage 256.0 MiB",
             "failcnt 1234",
             "/usr/local/bin/lt-workload --leak 4M --password=<redacted>",
+            "container     containerd 0123456789ab, pod 1b0e8f7a-3c2d-4e5f-8a9b-0c1d2e3f4a5b (burstable)",
             "uid           1000",
             "oom_score_adj 200",
             "anon RSS      250.0 MiB",
@@ -1053,7 +1097,9 @@ pub(crate) mod tests {
         let col = |row: &str, c: usize| row.split('|').nth(1).unwrap().chars().nth(c).unwrap();
         assert_eq!(col(rows[0], CHART_WIDTH - 1), '#');
         assert_eq!(col(rows[0], 0), ' ');
-        assert_eq!(col(rows[CHART_HEIGHT - 1], 0), '.');
+        // 16 MiB of 256 MiB: three quarters of the bottom row, nothing above
+        assert_eq!(col(rows[CHART_HEIGHT - 1], 0), '#');
+        assert_eq!(col(rows[CHART_HEIGHT - 2], 0), ' ');
         let axis = lines.last().unwrap();
         assert!(
             axis.trim_start().starts_with("-60s") && axis.ends_with("kill"),
@@ -1110,14 +1156,23 @@ pub(crate) mod tests {
         );
         // constant, all zero, huge
         check(
-            &vec![
-                Point {
-                    t_secs: -1.0,
-                    footprint_bytes: 7 * MB
-                };
-                10
-            ],
+            &[Point {
+                t_secs: -1.0,
+                footprint_bytes: 7 * MB,
+            }; 10],
             None,
+        );
+        let constant: Vec<Point> = (0..50)
+            .map(|i| Point {
+                t_secs: -f64::from(i),
+                footprint_bytes: 7 * MB,
+            })
+            .collect();
+        let lines = check(&constant, None);
+        let rows = plot_rows(&lines);
+        assert!(
+            rows.iter()
+                .all(|r| r.split('|').nth(1).unwrap() == "#".repeat(CHART_WIDTH))
         );
         let zeros: Vec<Point> = (0..30)
             .map(|i| Point {

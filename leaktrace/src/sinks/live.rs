@@ -17,6 +17,15 @@ fn verdict_fields(v: &Verdict) -> Value {
     })
 }
 
+/// `memcg` and `container` of a process (null when unknown / not in a container).
+fn placement(p: &Proc) -> Value {
+    let rel = p.memcg.as_ref().map(|m| m.rel.clone());
+    json!({
+        "memcg": rel,
+        "container": rel.as_deref().and_then(crate::sys::container::attribute),
+    })
+}
+
 fn merge(mut a: Value, b: Value) -> Value {
     if let (Value::Object(a), Value::Object(b)) = (&mut a, b) {
         a.extend(b);
@@ -39,7 +48,7 @@ pub fn leak_suspected(p: &Proc, t: f64) -> Value {
             "samples": v.samples,
             "observed_secs": (t - p.first_t).round(),
         }),
-        verdict_fields(&v),
+        merge(verdict_fields(&v), placement(p)),
     )
 }
 
@@ -143,6 +152,7 @@ pub fn oom_predicted(p: &Proc) -> Value {
         "growth_bytes_per_sec": p.verdict.map_or(0.0, |v| v.growth_bytes_per_sec.round()),
         "footprint_bytes": p.rss.footprint(),
         "rss_bytes": p.rss.resident(),
+        "container": p.memcg.as_ref().and_then(|m| crate::sys::container::attribute(&m.rel)),
     })
 }
 

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 /// Container runtime that created the cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
     Docker,
@@ -23,7 +23,7 @@ pub enum Runtime {
 }
 
 /// Who a cgroup belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ContainerInfo {
     pub runtime: Runtime,
     /// Full 64-hex container id, lower-case.

@@ -20,7 +20,11 @@ pub fn workload() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join("lt-workload");
-    assert!(p.exists(), "{} missing: run the tests through `cargo xtask test` (it builds the workspace)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run the tests through `cargo xtask test` (it builds the workspace)",
+        p.display()
+    );
     p
 }
 
@@ -28,11 +32,18 @@ pub fn workload() -> PathBuf {
 /// not a skip; locally the test is skipped with the reason printed.
 pub fn bpf_available(test: &str) -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let out = Command::new(AGENT).arg("doctor").output().expect("run leaktrace doctor");
+    let out = Command::new(AGENT)
+        .arg("doctor")
+        .output()
+        .expect("run leaktrace doctor");
     if out.status.success() {
         return true;
     }
-    let why = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("missing")).collect::<Vec<_>>().join(" | ");
+    let why = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("missing"))
+        .collect::<Vec<_>>()
+        .join(" | ");
     if ci {
         panic!("{test}: BPF cannot be loaded here and CI=true: {why}");
     }
@@ -81,10 +92,18 @@ impl Agent {
                 s2.lock().unwrap().push(line);
             }
         });
-        let mut agent = Agent { child, lines, stderr: stderr_lines, reader: Some(reader) };
+        let mut agent = Agent {
+            child,
+            lines,
+            stderr: stderr_lines,
+            reader: Some(reader),
+        };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = agent.child.kill();
-            panic!("leaktrace {args:?} did not become ready; stderr: {:?}", agent.stderr.lock().unwrap());
+            panic!(
+                "leaktrace {args:?} did not become ready; stderr: {:?}",
+                agent.stderr.lock().unwrap()
+            );
         }
         agent
     }
@@ -112,7 +131,11 @@ impl Agent {
                 return v;
             }
             if start.elapsed() > timeout {
-                panic!("no {what} within {timeout:?}; got {} lines, stderr {:?}", self.lines().len(), self.stderr.lock().unwrap());
+                panic!(
+                    "no {what} within {timeout:?}; got {} lines, stderr {:?}",
+                    self.lines().len(),
+                    self.stderr.lock().unwrap()
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -143,7 +166,10 @@ impl Drop for Agent {
 }
 
 pub fn events_for<'a>(events: &'a [Value], kind: &str, pid: u32) -> Vec<&'a Value> {
-    events.iter().filter(|v| v["event"] == kind && v["pid"] == pid).collect()
+    events
+        .iter()
+        .filter(|v| v["event"] == kind && v["pid"] == pid)
+        .collect()
 }
 
 /// A memory cgroup with a limit, removed on drop (its processes killed first).
@@ -162,7 +188,10 @@ impl MemCgroup {
             let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
                 .iter()
                 .map(Path::new)
-                .find(|p| fs::read_to_string(p.join("cgroup.controllers")).is_ok_and(|c| c.split_whitespace().any(|x| x == "memory")))
+                .find(|p| {
+                    fs::read_to_string(p.join("cgroup.controllers"))
+                        .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"))
+                })
                 .expect("no memory cgroup controller (v1 or v2) on this machine");
             let _ = fs::write(root.join("cgroup.subtree_control"), "+memory");
             (root.join(name), true)
@@ -171,13 +200,24 @@ impl MemCgroup {
             let _ = fs::remove_dir(&dir);
         }
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let cg = MemCgroup { rel: format!("/{name}"), dir, v2 };
+        let cg = MemCgroup {
+            rel: format!("/{name}"),
+            dir,
+            v2,
+        };
         if v2 {
             fs::write(cg.dir.join("memory.max"), limit_bytes.to_string()).expect("memory.max");
             let _ = fs::write(cg.dir.join("memory.swap.max"), "0");
         } else {
-            fs::write(cg.dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).expect("memory.limit_in_bytes");
-            let _ = fs::write(cg.dir.join("memory.memsw.limit_in_bytes"), limit_bytes.to_string());
+            fs::write(
+                cg.dir.join("memory.limit_in_bytes"),
+                limit_bytes.to_string(),
+            )
+            .expect("memory.limit_in_bytes");
+            let _ = fs::write(
+                cg.dir.join("memory.memsw.limit_in_bytes"),
+                limit_bytes.to_string(),
+            );
         }
         cg
     }
@@ -191,7 +231,10 @@ impl Drop for MemCgroup {
     fn drop(&mut self) {
         for _ in 0..50 {
             let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            let pids: Vec<i32> = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
             if pids.is_empty() && fs::remove_dir(&self.dir).is_ok() {
                 return;
             }
@@ -207,11 +250,26 @@ impl Drop for MemCgroup {
 
 /// Run `leaktrace ARGS` without privileges needed; returns (exit code, stdout, stderr).
 pub fn run_agent(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(AGENT).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = Command::new(AGENT)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut out = String::new();
     let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let st = child.wait().unwrap();
     (st.code().unwrap_or(-1), out, err)
 }
