@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// Stop after this long.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
+    /// Also trace mmap/munmap/brk/mremap and exit_group (memory-syscall history in OOM reports).
+    /// Off by default: any syscall tracepoint puts every syscall on the host through the
+    /// kernel's tracing path.
+    #[arg(long)]
+    pub syscalls: bool,
     /// Most processes tracked at once.
     #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_processes: u64,

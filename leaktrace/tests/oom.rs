@@ -28,7 +28,8 @@ fn a_leak_killed_in_its_memcg_was_predicted_and_reported() {
     }
     let dir = tempdir("oom-leak");
     let cg = MemCgroup::new("leaktrace-test-oom-leak", 160 * MIB);
-    let agent = Agent::start(&["run", "--json", "--report-dir", &dir], "leaktrace: running");
+    // --syscalls: the report then also carries the victim's last memory syscalls.
+    let agent = Agent::start(&["run", "--json", "--syscalls", "--report-dir", &dir], "leaktrace: running");
     let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "report dir mode {mode:o}");
     let mut child = Command::new(workload())

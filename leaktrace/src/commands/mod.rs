@@ -20,15 +20,20 @@ use crate::{
 pub struct UsageError(pub String);
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let opts = LoadOptions { pretend_missing: cli.pretend_missing };
+    // Syscall probes cost every syscall on the host something: on for the commands that look at
+    // one process or at the raw stream, off for the host agent unless asked.
+    let opts = LoadOptions { pretend_missing: cli.pretend_missing, syscalls: true };
     match cli.command {
         Command::Trace(a) => trace::run(a, &opts).await,
-        Command::Run(a) => run::run(a, &opts).await,
+        Command::Run(a) => {
+            let opts = LoadOptions { syscalls: a.syscalls, ..opts };
+            run::run(a, &opts).await
+        }
         Command::Watch(a) => watch::run(a, &opts).await,
         Command::Doctor(a) => doctor::run(a, &opts),
         Command::Oom(a) => oom::run(a),
         Command::Report(a) => report::run(a),
-        Command::Top(a) => top::run(a, &opts).await,
+        Command::Top(a) => top::run(a, &LoadOptions { syscalls: false, ..opts }).await,
     }
 }
 

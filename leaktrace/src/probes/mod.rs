@@ -28,6 +28,8 @@ pub enum Status {
     Fallback,
     /// Not attached and nothing replaces it.
     Missing,
+    /// Left off in this mode (the syscall probes in `run`, unless `--syscalls`).
+    Off,
 }
 
 impl fmt::Display for Status {
@@ -36,6 +38,7 @@ impl fmt::Display for Status {
             Status::Ok => "ok",
             Status::Fallback => "fallback",
             Status::Missing => "missing",
+            Status::Off => "off",
         })
     }
 }
@@ -56,6 +59,8 @@ impl fmt::Display for Check {
 
 #[derive(Debug, Default, Clone)]
 pub struct LoadOptions {
+    /// Attach the `syscalls:*` probes (mmap/munmap/brk/mremap history, exit codes).
+    pub syscalls: bool,
     /// Pretend these probes (program names or `cat:name`) are missing, to exercise fallbacks.
     pub pretend_missing: Vec<String>,
 }
@@ -76,12 +81,16 @@ impl Probes {
     /// One line for a log: how many probes and which fallbacks.
     pub fn summary(&self) -> String {
         let ok = self.checks.iter().filter(|c| c.status == Status::Ok).count();
-        let other: Vec<String> = self
+        let off = self.checks.iter().filter(|c| c.status == Status::Off).count();
+        let mut other: Vec<String> = self
             .checks
             .iter()
-            .filter(|c| c.status != Status::Ok)
+            .filter(|c| c.status != Status::Ok && c.status != Status::Off)
             .map(|c| format!("{} {} ({})", c.what, c.status, c.detail))
             .collect();
+        if off > 0 {
+            other.insert(0, format!("{off} syscall probes off (--syscalls turns them on)"));
+        }
         if other.is_empty() {
             format!("{ok} probes attached")
         } else {
@@ -119,6 +128,10 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
         };
         if pretended(spec, opts) {
             fail("disabled by --pretend-missing".into());
+            continue;
+        }
+        if spec.syscall && !opts.syscalls {
+            checks.push(Check { what: spec.hook.label(), status: Status::Off, detail: "off in this mode (--syscalls)".into() });
             continue;
         }
         let path = tracefs.event_dir(category, name).join("format");

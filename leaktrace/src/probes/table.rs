@@ -39,7 +39,10 @@ pub enum Need {
 
 pub struct ProbeSpec {
     pub program: &'static str,
+    /// A `syscalls:*` tracepoint. Attaching any of them sends every syscall of every task through
+    /// the kernel's tracing slow path, so the host agent leaves them off unless asked.
     pub hook: Hook,
+    pub syscall: bool,
     pub need: Need,
     pub fields: &'static [FieldMap],
 }
@@ -62,7 +65,7 @@ const RET: &[FieldMap] = &[f!("ret" => sys_exit_ret)];
 pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: prog::MMAP_ENTER,
-        hook: tp("syscalls", "sys_enter_mmap"),
+        syscall: true, hook: tp("syscalls", "sys_enter_mmap"),
         need: Need::Required,
         fields: &[
             f!("addr" => mmap_addr),
@@ -73,24 +76,24 @@ pub static PROBES: &[ProbeSpec] = &[
             f!("off" => mmap_off, optional),
         ],
     },
-    ProbeSpec { program: prog::MMAP_EXIT, hook: tp("syscalls", "sys_exit_mmap"), need: Need::Required, fields: RET },
+    ProbeSpec { program: prog::MMAP_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_mmap"), need: Need::Required, fields: RET },
     ProbeSpec {
         program: prog::MUNMAP_ENTER,
-        hook: tp("syscalls", "sys_enter_munmap"),
+        syscall: true, hook: tp("syscalls", "sys_enter_munmap"),
         need: Need::Required,
         fields: &[f!("addr" => munmap_addr), f!("len" => munmap_len)],
     },
-    ProbeSpec { program: prog::MUNMAP_EXIT, hook: tp("syscalls", "sys_exit_munmap"), need: Need::Required, fields: RET },
+    ProbeSpec { program: prog::MUNMAP_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_munmap"), need: Need::Required, fields: RET },
     ProbeSpec {
         program: prog::BRK_ENTER,
-        hook: tp("syscalls", "sys_enter_brk"),
+        syscall: true, hook: tp("syscalls", "sys_enter_brk"),
         need: Need::Required,
         fields: &[f!("brk" => brk_brk)],
     },
-    ProbeSpec { program: prog::BRK_EXIT, hook: tp("syscalls", "sys_exit_brk"), need: Need::Required, fields: RET },
+    ProbeSpec { program: prog::BRK_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_brk"), need: Need::Required, fields: RET },
     ProbeSpec {
         program: prog::MREMAP_ENTER,
-        hook: tp("syscalls", "sys_enter_mremap"),
+        syscall: true, hook: tp("syscalls", "sys_enter_mremap"),
         need: Need::Required,
         fields: &[
             f!("addr" => mremap_addr),
@@ -100,40 +103,40 @@ pub static PROBES: &[ProbeSpec] = &[
             f!("new_addr" => mremap_new_addr, optional),
         ],
     },
-    ProbeSpec { program: prog::MREMAP_EXIT, hook: tp("syscalls", "sys_exit_mremap"), need: Need::Required, fields: RET },
+    ProbeSpec { program: prog::MREMAP_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_mremap"), need: Need::Required, fields: RET },
     ProbeSpec {
         program: prog::EXIT_GROUP_ENTER,
-        hook: tp("syscalls", "sys_enter_exit_group"),
+        syscall: true, hook: tp("syscalls", "sys_enter_exit_group"),
         need: Need::Optional { fallback: "exit codes are reported as unknown" },
         fields: &[f!("error_code" => exit_group_code)],
     },
     ProbeSpec {
         program: prog::TASK_NEWTASK,
-        hook: tp("task", "task_newtask"),
+        syscall: false, hook: tp("task", "task_newtask"),
         need: Need::Optional { fallback: "threads are told from processes in the agent via /proc" },
         fields: &[f!("pid" => newtask_pid), f!("clone_flags" => newtask_clone_flags)],
     },
     ProbeSpec {
         program: prog::PROCESS_FORK,
-        hook: tp("sched", "sched_process_fork"),
+        syscall: false, hook: tp("sched", "sched_process_fork"),
         need: Need::Required,
         fields: &[f!("parent_pid" => fork_parent_pid, optional), f!("child_pid" => fork_child_pid)],
     },
     ProbeSpec {
         program: prog::PROCESS_EXEC,
-        hook: tp("sched", "sched_process_exec"),
+        syscall: false, hook: tp("sched", "sched_process_exec"),
         need: Need::Required,
         fields: &[f!("filename" => exec_filename), f!("pid" => exec_pid, optional), f!("old_pid" => exec_old_pid, optional)],
     },
     ProbeSpec {
         program: prog::PROCESS_EXIT,
-        hook: tp("sched", "sched_process_exit"),
+        syscall: false, hook: tp("sched", "sched_process_exit"),
         need: Need::Required,
         fields: &[f!("pid" => exit_pid, optional), f!("group_dead" => exit_group_dead, optional)],
     },
     ProbeSpec {
         program: prog::MARK_VICTIM,
-        hook: tp("oom", "mark_victim"),
+        syscall: false, hook: tp("oom", "mark_victim"),
         need: Need::Required,
         fields: &[
             f!("pid" => oom_pid),
@@ -149,7 +152,7 @@ pub static PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: prog::RSS_STAT,
-        hook: Hook::RawTracepoint { category: "kmem", name: "rss_stat" },
+        syscall: false, hook: Hook::RawTracepoint { category: "kmem", name: "rss_stat" },
         need: Need::Optional { fallback: "every tracked process is read from /proc each interval" },
         fields: &[],
     },
