@@ -40,10 +40,19 @@ pub enum Command {
     Report(ReportArgs),
     /// Live terminal view: processes sorted by growth, with host memory signs (q to quit).
     Top(TopArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout: leaktrace(1), or leaktrace-SUBCOMMAND(1).
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Read these options from a TOML file (keys: the long flag names); flags given here win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -159,6 +168,20 @@ pub struct TopArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A subcommand's page instead of the main one.
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// JSON lines instead of text.
     #[arg(long)]
@@ -190,6 +213,40 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is too long"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `leaktrace completions SHELL`: the script, generated from the definitions above.
+pub fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "leaktrace", &mut buf);
+    write_stdout(&buf)
+}
+
+/// `leaktrace man [SUBCOMMAND]`: the roff page; `false` when there is no such (visible) subcommand.
+pub fn man(subcommand: Option<&str>) -> std::io::Result<bool> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build(); // names subcommands `leaktrace-run` & co.
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => match cmd.get_subcommands().find(|c| c.get_name() == name && !c.is_hide_set()) {
+            Some(c) => c.clone(),
+            None => return Ok(false),
+        },
+    };
+    let mut buf = Vec::new();
+    let source = format!("leaktrace {}", env!("CARGO_PKG_VERSION"));
+    clap_mangen::Man::new(page).source(source).render(&mut buf)?;
+    write_stdout(&buf).map(|()| true)
+}
+
+/// All of `buf` to stdout; a closed pipe (`leaktrace man | head`) is not an error.
+fn write_stdout(buf: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(buf).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }
 
 /// An existing file system path we will write into later.

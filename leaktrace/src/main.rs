@@ -4,6 +4,7 @@
 mod analysis;
 mod cli;
 mod commands;
+mod config;
 mod events;
 mod monitor;
 mod probes;
@@ -15,13 +16,24 @@ mod util;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::cli::{Cli, exit};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    // `Cli::try_parse()`, keeping the matches: `run --config` needs to know which flags were given.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)).map_err(|e| e.format(&mut Cli::command())));
+    let cli = match parsed {
+        Ok((mut c, m)) => {
+            // `run --config FILE`: the file's options, under the flags given on the command line.
+            if let Err(e) = config::apply_to(&mut c, &m) {
+                eprintln!("{e}");
+                return ExitCode::from(exit::USAGE);
+            }
+            c
+        }
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {

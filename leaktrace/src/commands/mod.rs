@@ -34,6 +34,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Oom(a) => oom::run(a),
         Command::Report(a) => report::run(a),
         Command::Top(a) => top::run(a, &LoadOptions { syscalls: false, ..opts }).await,
+        Command::Completions(a) => crate::cli::completions(a.shell).map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Command::Man(a) => match crate::cli::man(a.subcommand.as_deref())? {
+            true => Ok(ExitCode::SUCCESS),
+            false => Err(UsageError(format!("no subcommand `{}`", a.subcommand.unwrap_or_default())).into()),
+        },
     }
 }
 
