@@ -7,6 +7,7 @@
 pub mod event;
 pub mod names;
 pub mod offsets;
+pub mod sites;
 
 pub use event::*;
 pub use offsets::{Field, TpOffsets};
@@ -18,4 +19,11 @@ mod pod {
     unsafe impl aya::Pod for Field {}
     unsafe impl aya::Pod for PendingCall {}
     unsafe impl aya::Pod for RssDirty {}
+    unsafe impl aya::Pod for sites::SiteKey {}
+    unsafe impl aya::Pod for sites::SiteValue {}
+    unsafe impl aya::Pod for sites::MallocSite {}
+    unsafe impl aya::Pod for sites::AllocKey {}
+    unsafe impl aya::Pod for sites::AllocInfo {}
+    unsafe impl aya::Pod for sites::PendingAlloc {}
+    unsafe impl aya::Pod for sites::SitesConfig {}
 }

@@ -24,6 +24,28 @@ pub const RSS_LAST: &str = "RSS_LAST";
 /// One-element array: the agent bumps the epoch after each scan of RSS_DIRTY.
 pub const RSS_EPOCH: &str = "RSS_EPOCH";
 
+/// User stacks (stack-trace map, `BPF_F_USER_STACK`), by stack id.
+pub const STACKS: &str = "STACKS";
+/// Growth per (tgid, stack id): brk / anonymous mmap / mremap growth and sampled page faults.
+pub const SITES: &str = "SITES";
+/// Tgids whose stacks are recorded (watch, sites, `run --stacks --pid`); probes check it first.
+pub const SITES_WATCHED: &str = "SITES_WATCHED";
+/// Per-CPU counters of the stack machinery (`sites::site_counter`).
+pub const SITE_COUNTERS: &str = "SITE_COUNTERS";
+/// Per-CPU count of RSS changes since the last page-fault sample.
+pub const FAULT_TICK: &str = "FAULT_TICK";
+/// `--malloc`: outstanding bytes per (tgid, stack id).
+pub const MALLOC_SITES: &str = "MALLOC_SITES";
+/// `--malloc`: live allocations, (tgid, address) → size and stack id.
+pub const ALLOCS: &str = "ALLOCS";
+/// `--malloc`: size saved at allocator entry, per thread.
+pub const MALLOC_PENDING: &str = "MALLOC_PENDING";
+/// `--malloc-sample`: per-CPU call counter.
+pub const MALLOC_TICK: &str = "MALLOC_TICK";
+
+/// Global holding the stack settings (`sites::SitesConfig`), set at load.
+pub const SITES_CONFIG_GLOBAL: &str = "SITES_CONFIG";
+
 /// Global holding tracepoint field offsets read from tracefs at start.
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";
 
@@ -43,4 +65,16 @@ pub mod prog {
     pub const PROCESS_EXIT: &str = "process_exit";
     pub const MARK_VICTIM: &str = "mark_victim";
     pub const RSS_STAT: &str = "rss_stat";
+    /// perf_event program on the software page-fault counter, every Nth fault per CPU: the
+    /// fallback sampler when raw_tp:rss_stat (which samples at no extra per-fault cost) is missing.
+    pub const FAULT_SAMPLE: &str = "fault_sample";
+    /// `--malloc` uprobes on the target's C library.
+    pub const MALLOC_ENTER: &str = "malloc_enter";
+    pub const CALLOC_ENTER: &str = "calloc_enter";
+    pub const REALLOC_ENTER: &str = "realloc_enter";
+    pub const ALIGNED_ALLOC_ENTER: &str = "aligned_alloc_enter";
+    pub const POSIX_MEMALIGN_ENTER: &str = "posix_memalign_enter";
+    pub const FREE_ENTER: &str = "free_enter";
+    /// uretprobe shared by malloc, calloc, realloc, aligned_alloc and posix_memalign.
+    pub const ALLOC_RETURN: &str = "alloc_return";
 }

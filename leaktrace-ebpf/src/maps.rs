@@ -1,9 +1,12 @@
 //! Every map, named exactly as `leaktrace_common::names` says.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
-use leaktrace_common::{EVENT_KIND_SLOTS, PendingCall, RssDirty, TpOffsets};
+use leaktrace_common::{
+    EVENT_KIND_SLOTS, PendingCall, RssDirty, TpOffsets,
+    sites::{AllocInfo, AllocKey, MallocSite, PendingAlloc, SiteKey, SiteValue, SitesConfig, site_counter},
+};
 
 /// Bulk events. Wakes the agent once `EVENTS_WAKE_BYTES` are waiting (batched wakeups).
 #[map]
@@ -38,6 +41,41 @@ pub static RSS_LAST: PerCpuArray<RssDirty> = PerCpuArray::with_max_entries(1, 0)
 
 #[map]
 pub static RSS_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
+// Allocation sites (probes/sites.rs, probes/malloc.rs). The agent shrinks these to one entry when
+// stacks are off, so the default mode pays no memory for them.
+
+/// User stacks, 127 frames max.
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+#[map]
+pub static SITES: HashMap<SiteKey, SiteValue> = HashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static SITES_WATCHED: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static SITE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(site_counter::SLOTS, 0);
+
+#[map]
+pub static FAULT_TICK: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static MALLOC_SITES: HashMap<SiteKey, MallocSite> = HashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static ALLOCS: HashMap<AllocKey, AllocInfo> = HashMap::with_max_entries(262144, 0);
+
+#[map]
+pub static MALLOC_PENDING: LruHashMap<u64, PendingAlloc> = LruHashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static MALLOC_TICK: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Stack settings, set by the agent before loading.
+#[unsafe(no_mangle)]
+pub static SITES_CONFIG: SitesConfig = SitesConfig::OFF;
 
 /// Field offsets, set by the agent from the kernel's tracepoint format files before loading.
 #[unsafe(no_mangle)]

@@ -46,6 +46,9 @@ pub enum Command {
     /// Print the man page (roff) to stdout: leaktrace(1), or leaktrace-SUBCOMMAND(1).
     #[command(hide = true)]
     Man(ManArgs),
+    /// Where a process's memory grows: bytes by allocation site (user stack), sorted; `--malloc`
+    /// for outstanding malloc bytes instead.
+    Sites(crate::sites::args::SitesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +94,8 @@ pub struct RunArgs {
     /// Processes given per-process metrics series: the top N (leak suspected, then by growth, then footprint).
     #[arg(long, value_name = "N", default_value_t = crate::sinks::metrics::DEFAULT_TOP, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub metrics_top: u64,
+    #[command(flatten)]
+    pub stacks: crate::sites::args::RunStackArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +115,10 @@ pub struct WatchArgs {
     /// The command to start and watch, with its descendants (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub faults: crate::sites::args::FaultSampleArgs,
+    #[command(flatten)]
+    pub malloc: crate::sites::args::MallocArgs,
 }
 
 #[derive(Debug, Args)]

@@ -185,6 +185,8 @@ fn settable(id: &str) -> bool {
             | "snapshot_within"
             | "metrics"
             | "metrics_top"
+            | "stacks"
+            | "fault_sample"
     )
 }
 
@@ -203,6 +205,8 @@ fn move_field(id: &str, to: &mut RunArgs, from: &mut RunArgs) {
         "snapshot_within" => to.snapshot_within = from.snapshot_within,
         "metrics" => to.metrics = from.metrics,
         "metrics_top" => to.metrics_top = from.metrics_top,
+        "stacks" => to.stacks.stacks = from.stacks.stacks,
+        "fault_sample" => to.stacks.fault_sample = from.stacks.fault_sample,
         other => unreachable!("`{other}` is not in settable's list"),
     }
 }

@@ -10,6 +10,7 @@ mod monitor;
 mod probes;
 mod report;
 mod sinks;
+mod sites;
 mod state;
 mod sys;
 mod util;

@@ -111,6 +111,8 @@ pub struct Monitor {
     pub memcgs: MemcgResolver,
     /// task:task_newtask is not attached: fork events may be threads.
     threads_unknown: bool,
+    /// Allocation sites of the tracked processes (stacks on: `run --stacks`, `watch`, `sites`).
+    pub sites: Option<crate::sites::SiteTracker>,
 }
 
 fn read_key(pid: u32) -> Option<(ProcKey, ProcStatus)> {
@@ -134,6 +136,7 @@ impl Monitor {
         let mut probes = crate::commands::start_probes(opts)?;
         let source = EventSource::new(&mut probes.ebpf)?;
         let rss = if probes.is_attached(prog::RSS_STAT) { Some(RssWatch::new(&mut probes.ebpf)?) } else { None };
+        let sites = opts.sites.clone().map(|o| crate::sites::SiteTracker::new(&mut probes.ebpf, o)).transpose()?;
         let group = match cfg.scope {
             Scope::Tree { root } => Some(Group {
                 root,
@@ -163,6 +166,7 @@ impl Monitor {
             self_pid: std::process::id(),
             memcgs: MemcgResolver::new(),
             threads_unknown: false,
+            sites,
         };
         m.threads_unknown = !m.probes.is_attached(prog::TASK_NEWTASK);
         m.sweep(0.0, &mut Vec::new());
@@ -233,6 +237,9 @@ impl Monitor {
             Observed::New(old) => {
                 if let Some(old) = old {
                     ups.push(Update::Exited { proc: Box::new(old), exit_code: None });
+                }
+                if let Some(s) = self.sites.as_mut() {
+                    s.watch(&mut self.probes.ebpf, pid);
                 }
                 self.refresh_identity(pid, true);
             }
@@ -322,6 +329,9 @@ impl Monitor {
                 }
             }
             Payload::Exit { exit_code } => {
+                if let Some(s) = self.sites.as_mut() {
+                    s.exited(pid);
+                }
                 if let Some(p) = self.table.remove(pid) {
                     ups.push(Update::Exited { proc: Box::new(p), exit_code: *exit_code });
                 }
@@ -338,7 +348,10 @@ impl Monitor {
                 }
                 enrich::fill_oom(k);
                 let victim = self.table.get(k.victim_pid);
-                let live = capture::victim_live(k.victim_pid, victim, &self.memcgs);
+                let mut live = capture::victim_live(k.victim_pid, victim, &self.memcgs);
+                if let Some(s) = self.sites.as_mut() {
+                    live.top_sites = s.top_now(&mut self.probes.ebpf, k.victim_pid, crate::sites::TOP_SITES);
+                }
                 let victim = victim.cloned().map(Box::new);
                 ups.push(Update::OomKill { event: e, victim, live: Box::new(live) });
             }
@@ -415,6 +428,9 @@ impl Monitor {
         self.update_group(t);
         self.classify(t, ups);
         self.predict(t, ups);
+        if let Some(s) = self.sites.as_mut() {
+            s.refresh(&mut self.probes.ebpf, None);
+        }
         for (kind, count) in self.source.new_drops() {
             ups.push(Update::Dropped { kind, count });
         }

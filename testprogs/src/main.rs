@@ -15,6 +15,9 @@
 //!   mremaps COUNT                     COUNT mremap calls on one mapping
 //!   threads N                         N short threads, then fork a child that exits 0
 //!   churn N                           N short-lived children (each with a thread); prints pids
+//!   forkexec N [PROGRAM]              fork+exec PROGRAM (default /bin/true) N times, one at a time
+//!   exits CODE MIN PAUSE_US           fork children that _exit(CODE) at once, one at a time, until
+//!                                     stdin is closed (at least MIN); prints their pids
 //! Before the mode: `--cgroup PROCS_FILE` joins a cgroup, `--oom-score-adj N` sets the OOM score.
 use std::{
     env,
@@ -267,6 +270,74 @@ fn main() {
                 }
                 unsafe { libc::munmap(p, 64 << 10) };
             }
+        }
+        "forkexec" => {
+            // Process churn for benchmarks: fork, exec a program without arguments, wait; N times.
+            let n: usize = num(a, 0, "N");
+            let prog = a.get(1).map(String::as_str).unwrap_or("/bin/true");
+            let path = std::ffi::CString::new(prog).unwrap_or_else(|_| die("bad PROGRAM"));
+            let argv = [path.as_ptr(), std::ptr::null()];
+            for _ in 0..n {
+                // SAFETY: the child only calls execv and _exit (async-signal-safe).
+                let child = unsafe { libc::fork() };
+                if child < 0 {
+                    die("fork failed");
+                }
+                if child == 0 {
+                    unsafe {
+                        libc::execv(path.as_ptr(), argv.as_ptr());
+                        libc::_exit(127);
+                    }
+                }
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut st, 0) };
+                if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+                    die(&format!("{prog} failed (wait status {st})"));
+                }
+            }
+        }
+        "exits" => {
+            // Exit churn without any mmap/munmap/brk of its own (fork only, no exec, no allocation
+            // in the children), so a benchmark can tell lifecycle events from bulk ones exactly.
+            let code: i32 = num(a, 0, "CODE");
+            let min: usize = num(a, 1, "MIN");
+            let pause: u64 = num(a, 2, "PAUSE_US");
+            let mut pids: Vec<i32> = Vec::with_capacity(min.max(1024));
+            let mut open = true;
+            while open || pids.len() < min {
+                if open {
+                    let mut p = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd; a zero timeout never blocks.
+                    if unsafe { libc::poll(&mut p, 1, 0) } > 0 {
+                        let mut b = [0u8; 64];
+                        // SAFETY: reading into a local buffer.
+                        if unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } <= 0 {
+                            open = false;
+                        }
+                    }
+                }
+                // SAFETY: the child only calls _exit.
+                let child = unsafe { libc::fork() };
+                if child < 0 {
+                    die("fork failed");
+                }
+                if child == 0 {
+                    unsafe { libc::_exit(code) };
+                }
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut st, 0) };
+                if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != code {
+                    die(&format!("child {child} ended with wait status {st}"));
+                }
+                pids.push(child);
+                if pause > 0 {
+                    sleep(Duration::from_micros(pause));
+                }
+            }
+            let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+            println!("{{\"pids\":[{}]}}", list.join(","));
         }
         other => die(&format!("unknown mode `{other}`")),
     }

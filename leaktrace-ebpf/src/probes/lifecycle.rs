@@ -10,7 +10,7 @@ use leaktrace_common::{EventKind, ExecEvent, ExitEvent, ForkEvent};
 
 use crate::{
     emit::{header, output, pid_tgid, read, reserve, submit},
-    maps::{BRK_LAST, EXIT_CODES, NEW_TASKS, PENDING, RSS_DIRTY, off},
+    maps::{BRK_LAST, EXIT_CODES, NEW_TASKS, PENDING, RSS_DIRTY, SITES_WATCHED, off},
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -99,6 +99,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let _ = EXIT_CODES.remove(&tgid);
     let _ = BRK_LAST.remove(&tgid);
     let _ = RSS_DIRTY.remove(&tgid);
+    let _ = SITES_WATCHED.remove(&tgid);
     output(
         EventKind::Exit,
         ExitEvent {

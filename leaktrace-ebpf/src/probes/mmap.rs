@@ -9,10 +9,19 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use leaktrace_common::{BrkEvent, EventKind, MmapEvent, MremapEvent, MunmapEvent, PendingCall};
 
+use super::sites;
 use crate::{
-    emit::{header, output, read},
+    emit::{header, output, pid_tgid, read},
     maps::{BRK_LAST, PENDING, off},
 };
+
+const MAP_ANONYMOUS: u64 = 0x20;
+
+/// A syscall's return value that is an address (not `-errno`).
+#[inline(always)]
+fn ok_addr(ret: i64) -> bool {
+    !(-4095..0).contains(&ret)
+}
 
 #[inline(always)]
 fn save(kind: EventKind, args: [u64; 6]) -> Result<u32, i64> {
@@ -62,6 +71,10 @@ pub fn mmap_exit(ctx: TracePointContext) -> u32 {
 
 fn try_mmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some((a, ret)) = take(ctx, EventKind::Mmap) else { return Ok(0) };
+    // Growth for allocation sites: anonymous, accessible mappings (not PROT_NONE reservations).
+    if ok_addr(ret) && a[3] & MAP_ANONYMOUS != 0 && a[2] != 0 {
+        sites::record(ctx, pid_tgid().0, a[1]);
+    }
     output(
         EventKind::Mmap,
         MmapEvent {
@@ -119,6 +132,11 @@ fn try_brk_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let old = unsafe { BRK_LAST.get(&hdr.pid) }.copied();
     let new_brk = ret as u64;
     let _ = BRK_LAST.insert(&hdr.pid, &new_brk, 0);
+    if let Some(o) = old
+        && new_brk > o
+    {
+        sites::record(ctx, hdr.pid, new_brk - o);
+    }
     output(
         EventKind::Brk,
         BrkEvent {
@@ -159,6 +177,9 @@ pub fn mremap_exit(ctx: TracePointContext) -> u32 {
 
 fn try_mremap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some((a, ret)) = take(ctx, EventKind::Mremap) else { return Ok(0) };
+    if ok_addr(ret) && a[2] > a[1] {
+        sites::record(ctx, pid_tgid().0, a[2] - a[1]);
+    }
     output(
         EventKind::Mremap,
         MremapEvent {

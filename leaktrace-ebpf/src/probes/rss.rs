@@ -6,6 +6,7 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use leaktrace_common::RssDirty;
 
+use super::sites;
 use crate::{
     emit::pid_tgid,
     maps::{RSS_DIRTY, RSS_EPOCH, RSS_LAST},
@@ -16,11 +17,13 @@ pub fn rss_stat(ctx: RawTracePointContext) -> i32 {
     try_rss_stat(&ctx).unwrap_or(1)
 }
 
-fn try_rss_stat(_ctx: &RawTracePointContext) -> Result<i32, i64> {
+fn try_rss_stat(ctx: &RawTracePointContext) -> Result<i32, i64> {
     let (tgid, _) = pid_tgid();
     if tgid == 0 {
         return Ok(0);
     }
+    // Allocation sites: every Nth fault per CPU (stacks off: pruned by the verifier).
+    sites::fault_tick(ctx, tgid);
     let epoch = RSS_EPOCH.get(0).copied().unwrap_or(0);
     let Some(last) = RSS_LAST.get_ptr_mut(0) else { return Ok(0) };
     // SAFETY: per-CPU slot, only this CPU touches it while we run.

@@ -80,15 +80,32 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
             break;
         }
     }
+    // Where the tree grew: its allocation sites, read one last time.
+    let sites = mon.sites.as_mut().map(|s| {
+        s.refresh(&mut mon.probes.ebpf, None);
+        for n in &s.notes {
+            eprintln!("leaktrace: {n}");
+        }
+        (s.top(&[], crate::sites::TOP_SITES), s.unattributed_bytes(&[]), s.counters())
+    });
     let Some(g) = mon.group.as_ref().filter(|g| g.first_t.is_some()) else {
         eprintln!("error: pid {root} exited before any sample was taken");
         return Ok(ExitCode::from(exit::ERROR));
     };
     let v = mon.group_verdict().expect("group");
     if args.json {
-        out.json(&live::verdict(g, &v, exit_code))?;
+        let mut verdict = live::verdict(g, &v, exit_code);
+        if let (Some((top, unattributed, c)), serde_json::Value::Object(m)) = (&sites, &mut verdict) {
+            m.insert("top_sites".into(), serde_json::json!(top));
+            m.insert("unattributed_bytes".into(), serde_json::json!(unattributed));
+            m.insert("stack_collisions".into(), serde_json::json!(c.stack_collisions));
+        }
+        out.json(&verdict)?;
     } else {
         out.line(&live::human_verdict(g, &v))?;
+        for site in sites.iter().flat_map(|(top, ..)| top) {
+            out.line(&format!("  {:>10}  {}", crate::util::bytes(site.bytes), crate::sites::short(&site.frames, 6)))?;
+        }
     }
     out.flush()?;
     Ok(ExitCode::from(if v.leak { exit::LEAK } else { exit::OK }))

@@ -9,7 +9,7 @@ use std::{collections::HashSet, fmt, fs};
 use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{RawTracePoint, TracePoint},
+    programs::{PerfEvent, RawTracePoint, TracePoint, UProbe, perf_event},
 };
 use leaktrace_common::{TpOffsets, names};
 
@@ -63,6 +63,8 @@ pub struct LoadOptions {
     pub syscalls: bool,
     /// Pretend these probes (program names or `cat:name`) are missing, to exercise fallbacks.
     pub pretend_missing: Vec<String>,
+    /// Record allocation sites (user stacks); None = off, and their maps shrink to one entry.
+    pub sites: Option<crate::sites::SitesOptions>,
 }
 
 /// Programs loaded and attached. Dropping it detaches everything.
@@ -134,6 +136,12 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
             checks.push(Check { what: spec.hook.label(), status: Status::Off, detail: "off in this mode (--syscalls)".into() });
             continue;
         }
+        if !spec.hook.in_tracefs() {
+            // perf events and uprobes have no format file; loading them proves they work.
+            checks.push(Check { what: spec.hook.label(), status: Status::Ok, detail: String::new() });
+            usable.push(spec);
+            continue;
+        }
         let path = tracefs.event_dir(category, name).join("format");
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -190,23 +198,48 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
         bail!("this leaktrace was built without its eBPF programs (AYA_BUILD_SKIP); build it with `cargo xtask run`");
     }
     let Prepared { offsets, usable, mut checks } = prepare(&tracefs, opts);
-    let mut ebpf = EbpfLoader::new()
-        .set_global(names::OFFSETS_GLOBAL, &offsets, true)
+    let mut sites = opts.sites.as_ref().map_or(leaktrace_common::sites::SitesConfig::OFF, crate::sites::SitesOptions::config);
+    // Page faults are sampled in raw_tp:rss_stat when it is there (it runs at every fault anyway);
+    // the perf_event program is the fallback.
+    let rss_sampler = sites.enabled != 0 && usable.iter().any(|s| s.program == names::prog::RSS_STAT);
+    if rss_sampler {
+        sites.rss_every = opts.sites.as_ref().map_or(0, |o| o.fault_sample.min(u64::from(u32::MAX)) as u32);
+    }
+    let mut loader = EbpfLoader::new();
+    loader.set_global(names::OFFSETS_GLOBAL, &offsets, true).override_global(names::SITES_CONFIG_GLOBAL, &sites, true);
+    // Stack maps cost memory only when stacks are on; the malloc ones only with --malloc.
+    if opts.sites.is_none() {
+        loader.map_max_entries(names::STACKS, 1).map_max_entries(names::SITES, 1);
+    }
+    if !opts.sites.as_ref().is_some_and(|s| s.malloc) {
+        for m in [names::MALLOC_SITES, names::ALLOCS, names::MALLOC_PENDING] {
+            loader.map_max_entries(m, 1);
+        }
+    }
+    let mut ebpf = loader
         .load(EBPF_OBJECT)
         .context("loading the eBPF object (is BTF available and the kernel ≥ 5.8 with ring buffers?)")?;
     let mut attached = HashSet::new();
     for spec in usable {
-        if let Err(e) = attach(&mut ebpf, spec) {
-            let check = checks.iter_mut().find(|c| c.what == spec.hook.label()).expect("prepared");
-            check.detail = format!("{e:#}");
-            check.status = match spec.need {
-                Need::Required => Status::Missing,
-                Need::Optional { fallback } => {
-                    check.detail.push_str(&format!("; {fallback}"));
-                    Status::Fallback
-                }
-            };
-            continue;
+        let check = checks.iter_mut().find(|c| c.what == spec.hook.label()).expect("prepared");
+        let rss_sampling = rss_sampler && attached.contains(names::prog::RSS_STAT);
+        match attach(&mut ebpf, spec, opts, rss_sampling) {
+            Ok(Attached::Yes) => {}
+            Ok(Attached::OnDemand(why)) => {
+                check.detail = why.into();
+                continue;
+            }
+            Err(e) => {
+                check.detail = format!("{e:#}");
+                check.status = match spec.need {
+                    Need::Required => Status::Missing,
+                    Need::Optional { fallback } => {
+                        check.detail.push_str(&format!("; {fallback}"));
+                        Status::Fallback
+                    }
+                };
+                continue;
+            }
         }
         attached.insert(spec.program);
     }
@@ -228,7 +261,14 @@ pub fn ringbuf_supported() -> bool {
     aya::sys::is_map_supported(aya::maps::MapType::RingBuf).unwrap_or(false)
 }
 
-fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
+enum Attached {
+    Yes,
+    /// Loaded (verified) but attached later or only in some modes: why.
+    OnDemand(&'static str),
+}
+
+/// `rss_sampling`: page faults are already sampled in raw_tp:rss_stat.
+fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, opts: &LoadOptions, rss_sampling: bool) -> anyhow::Result<Attached> {
     let prog = ebpf
         .program_mut(spec.program)
         .with_context(|| format!("program {} not in the eBPF object", spec.program))?;
@@ -243,6 +283,31 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
             p.load().with_context(|| format!("loading {}", spec.program))?;
             p.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
         }
+        Hook::PerfEvent { .. } => {
+            let p: &mut PerfEvent = prog.try_into()?;
+            p.load().with_context(|| format!("loading {}", spec.program))?;
+            let Some(sites) = &opts.sites else {
+                return Ok(Attached::OnDemand("loaded; the page-fault sampler when raw_tp:rss_stat is missing"));
+            };
+            if rss_sampling {
+                return Ok(Attached::OnDemand("not needed: page faults are sampled in raw_tp:rss_stat"));
+            }
+            let cpus = aya::util::online_cpus().map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
+            for cpu in cpus {
+                p.attach(
+                    perf_event::PerfEventConfig::Software(perf_event::SoftwareEvent::PageFaults),
+                    perf_event::PerfEventScope::AllProcessesOneCpu { cpu },
+                    perf_event::SamplePolicy::Period(sites.fault_sample),
+                    false,
+                )
+                .with_context(|| format!("perf_event_open(page-faults, cpu {cpu})"))?;
+            }
+        }
+        Hook::UProbe { .. } => {
+            let p: &mut UProbe = prog.try_into()?;
+            p.load().with_context(|| format!("loading {}", spec.program))?;
+            return Ok(Attached::OnDemand("loaded; attached to the watched process's libc with --malloc"));
+        }
     }
-    Ok(())
+    Ok(Attached::Yes)
 }

@@ -6,19 +6,34 @@ pub enum Hook {
     /// Raw tracepoints share names with classic ones; `category` is only used to find the format
     /// file that proves the tracepoint exists.
     RawTracepoint { category: &'static str, name: &'static str },
+    /// A perf_event program on a software counter of every CPU, run every Nth event; attached
+    /// only when stacks are on (`run --stacks`, `watch`, `sites`). `name` as `perf list` says it.
+    PerfEvent { name: &'static str },
+    /// A uprobe (`ret`: uretprobe) on a C library function, attached per watched process with
+    /// `--malloc`; at start the program is only loaded (verified).
+    UProbe { function: &'static str, ret: bool },
 }
 
 impl Hook {
     pub fn category_name(&self) -> (&'static str, &'static str) {
         match *self {
             Hook::Tracepoint { category, name } | Hook::RawTracepoint { category, name } => (category, name),
+            Hook::PerfEvent { name } => ("perf_event", name),
+            Hook::UProbe { function, ret } => (if ret { "uretprobe" } else { "uprobe" }, function),
         }
     }
     pub fn label(&self) -> String {
         match self {
             Hook::Tracepoint { category, name } => format!("{category}:{name}"),
             Hook::RawTracepoint { name, .. } => format!("raw_tp:{name}"),
+            Hook::PerfEvent { name } => format!("perf_event:{name}"),
+            Hook::UProbe { function, ret: false } => format!("uprobe:libc:{function}"),
+            Hook::UProbe { function, ret: true } => format!("uretprobe:libc:{function}"),
         }
+    }
+    /// Attached by the kernel's tracefs events (a `format` file proves the hook exists).
+    pub fn in_tracefs(&self) -> bool {
+        matches!(self, Hook::Tracepoint { .. } | Hook::RawTracepoint { .. })
     }
 }
 
@@ -61,6 +76,12 @@ const fn tp(category: &'static str, name: &'static str) -> Hook {
 }
 
 const RET: &[FieldMap] = &[f!("ret" => sys_exit_ret)];
+
+const fn malloc(function: &'static str) -> Hook {
+    Hook::UProbe { function, ret: false }
+}
+
+const MALLOC: Need = Need::Optional { fallback: "--malloc is unavailable; default allocation sites still work" };
 
 pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
@@ -154,6 +175,26 @@ pub static PROBES: &[ProbeSpec] = &[
         program: prog::RSS_STAT,
         syscall: false, hook: Hook::RawTracepoint { category: "kmem", name: "rss_stat" },
         need: Need::Optional { fallback: "every tracked process is read from /proc each interval" },
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::FAULT_SAMPLE,
+        syscall: false,
+        hook: Hook::PerfEvent { name: "page-faults" },
+        need: Need::Optional { fallback: "allocation sites come from brk/mmap/mremap growth only" },
+        fields: &[],
+    },
+    ProbeSpec { program: prog::MALLOC_ENTER, syscall: false, hook: malloc("malloc"), need: MALLOC, fields: &[] },
+    ProbeSpec { program: prog::CALLOC_ENTER, syscall: false, hook: malloc("calloc"), need: MALLOC, fields: &[] },
+    ProbeSpec { program: prog::REALLOC_ENTER, syscall: false, hook: malloc("realloc"), need: MALLOC, fields: &[] },
+    ProbeSpec { program: prog::ALIGNED_ALLOC_ENTER, syscall: false, hook: malloc("aligned_alloc"), need: MALLOC, fields: &[] },
+    ProbeSpec { program: prog::POSIX_MEMALIGN_ENTER, syscall: false, hook: malloc("posix_memalign"), need: MALLOC, fields: &[] },
+    ProbeSpec { program: prog::FREE_ENTER, syscall: false, hook: malloc("free"), need: MALLOC, fields: &[] },
+    ProbeSpec {
+        program: prog::ALLOC_RETURN,
+        syscall: false,
+        hook: Hook::UProbe { function: "malloc,calloc,realloc,aligned_alloc,posix_memalign", ret: true },
+        need: MALLOC,
         fields: &[],
     },
 ];

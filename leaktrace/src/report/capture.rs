@@ -26,6 +26,8 @@ pub struct VictimLive {
     pub memcg: Option<MemcgPath>,
     pub memcg_stats: Option<MemcgStats>,
     pub host: Option<Host>,
+    /// The victim's top allocation sites, read from the kernel at the kill (stacks on).
+    pub top_sites: Vec<crate::sites::Site>,
 }
 
 pub fn host_now() -> Host {
@@ -48,7 +50,7 @@ pub fn victim_live(pid: u32, cached: Option<&Proc>, memcgs: &MemcgResolver) -> V
     let cmdline = cached.and_then(|p| p.cmdline.clone()).or_else(|| read_cmdline(pid).ok().filter(|c| !c.is_empty()));
     let memcg = cached.and_then(|p| p.memcg.clone()).or_else(|| memcgs.of(pid));
     let memcg_stats = memcg.as_ref().and_then(|m| read_memcg_stats(m).ok());
-    VictimLive { cmdline, memcg, memcg_stats, host: Some(host_now()) }
+    VictimLive { cmdline, memcg, memcg_stats, host: Some(host_now()), top_sites: Vec::new() }
 }
 
 fn growth(p: &Proc) -> f64 {
@@ -200,6 +202,7 @@ pub fn build(k: KillInput<'_>) -> OomReport {
         top_growers_host: hostwide,
         last_syscalls: v.map(|p| p.syscalls.iter().cloned().collect()).unwrap_or_default(),
         snapshot: v.and_then(|p| p.snapshot.clone()),
+        top_sites: k.live.top_sites.clone(),
     }
 }
 

@@ -137,4 +137,8 @@ pub struct OomReport {
     pub top_growers_host: Vec<Grower>,
     pub last_syscalls: Vec<SyscallNote>,
     pub snapshot: Option<Snapshot>,
+    /// Where the victim grew: its top allocation sites by bytes (`run --stacks`), innermost
+    /// frame first. Empty when stacks were off.
+    #[serde(default)]
+    pub top_sites: Vec<crate::sites::Site>,
 }

@@ -906,6 +906,7 @@ pub(crate) mod tests {
                     },
                 ],
             }),
+            top_sites: Vec::new(),
         }
     }
 

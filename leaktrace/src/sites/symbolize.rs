@@ -1,0 +1,271 @@
+//! From user addresses to frame names: the process's mappings (captured from /proc/PID/maps while
+//! it lives) give the file and file offset of each address; blazesym resolves that offset in the
+//! file (ELF symbols, DWARF when present, Rust/C++ demangled). One `Symbolizer` lives as long as
+//! the agent, so each binary is parsed once. An address that cannot be named is shown as
+//! `module+0xoffset` (file offset), or as the bare address outside any file mapping — never dropped.
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use blazesym::symbolize::{
+    Input, Symbolized, Symbolizer,
+    source::{Elf, Source},
+};
+
+/// One line of /proc/PID/maps that maps a file (or a named region such as `[vdso]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    pub dev: (u64, u64),
+    pub inode: u64,
+    /// As the process sees it (its mount namespace); `[vdso]` & co. for named regions.
+    pub path: String,
+}
+
+impl Mapping {
+    /// The file name shown in `module+0xoffset`.
+    pub fn module(&self) -> &str {
+        let p = self.path.strip_suffix(" (deleted)").unwrap_or(&self.path);
+        p.rsplit('/').next().unwrap_or(p)
+    }
+}
+
+/// A process's file mappings, sorted by start address.
+#[derive(Debug, Clone, Default)]
+pub struct ProcMaps {
+    pub pid: u32,
+    pub maps: Vec<Mapping>,
+}
+
+/// Parse /proc/PID/maps text, keeping the lines that name a file or region.
+pub fn parse_maps(pid: u32, text: &str) -> ProcMaps {
+    let mut maps = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(6, ' ');
+        let (Some(range), Some(_perms), Some(off), Some(dev), Some(inode)) = (f.next(), f.next(), f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.next().unwrap_or("").trim_start();
+        if path.is_empty() {
+            continue;
+        }
+        let Some((s, e)) = range.split_once('-') else { continue };
+        let hex = |v: &str| u64::from_str_radix(v, 16).ok();
+        let (Some(start), Some(end), Some(offset)) = (hex(s), hex(e), hex(off)) else { continue };
+        let dev = dev.split_once(':').and_then(|(a, b)| Some((hex(a)?, hex(b)?))).unwrap_or((0, 0));
+        maps.push(Mapping { start, end, offset, dev, inode: inode.parse().unwrap_or(0), path: path.to_string() });
+    }
+    maps.sort_by_key(|m| m.start);
+    ProcMaps { pid, maps }
+}
+
+impl ProcMaps {
+    pub fn read(pid: u32) -> Option<ProcMaps> {
+        let text = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+        let m = parse_maps(pid, &text);
+        (!m.maps.is_empty()).then_some(m)
+    }
+
+    pub fn find(&self, addr: u64) -> Option<&Mapping> {
+        let i = self.maps.partition_point(|m| m.start <= addr);
+        let m = self.maps.get(i.checked_sub(1)?)?;
+        (addr < m.end).then_some(m)
+    }
+}
+
+/// One resolved frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Function name, `module+0xoffset`, or `0xaddress`.
+    pub text: String,
+    /// File name of the mapping the address is in.
+    pub module: Option<String>,
+}
+
+/// C runtime modules: a stack that never leaves them says nothing about where the program
+/// allocated (the C library is usually built without frame pointers, so the walk stops there).
+pub fn is_c_runtime(module: &str) -> bool {
+    module.starts_with("libc.so")
+        || module.starts_with("libc-")
+        || module.starts_with("ld-linux")
+        || module.starts_with("ld-musl")
+        || module.starts_with("libpthread")
+}
+
+pub struct Resolver {
+    sym: Symbolizer,
+    /// (file, file offset) → name; None = the file has no symbol there.
+    names: HashMap<(PathBuf, u64), Option<String>>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Resolver {
+    pub fn new() -> Self {
+        let sym = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).enable_demangling(true).build();
+        Resolver { sym, names: HashMap::new() }
+    }
+
+    /// The file to read for `m`: its path when that is the same file (device and inode), else
+    /// the process's own handle on it (deleted files, other mount namespaces) while it lives.
+    fn file_of(m: &Mapping, pid: u32) -> Option<PathBuf> {
+        if m.path.starts_with('[') {
+            return None;
+        }
+        let p = Path::new(&m.path);
+        if let Ok(md) = fs::metadata(p)
+            && md.ino() == m.inode
+        {
+            return Some(p.to_path_buf());
+        }
+        let handle = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
+        handle.exists().then_some(handle)
+    }
+
+    /// Names for user addresses (innermost first), using `maps` captured from the process.
+    pub fn resolve(&mut self, maps: Option<&ProcMaps>, addrs: &[u64]) -> Vec<Frame> {
+        let mut out: Vec<Option<Frame>> = vec![None; addrs.len()];
+        // Group by file: one blazesym call per file.
+        let mut by_file: HashMap<PathBuf, Vec<(usize, u64)>> = HashMap::new();
+        for (i, &addr) in addrs.iter().enumerate() {
+            let Some(m) = maps.and_then(|p| p.find(addr)) else {
+                out[i] = Some(Frame { text: format!("{addr:#x}"), module: None });
+                continue;
+            };
+            // Return addresses point after the call: look up the call itself (all but the first).
+            let look = if i == 0 { addr } else { addr - 1 };
+            let file_off = look - m.start + m.offset;
+            let pid = maps.map_or(0, |p| p.pid);
+            let module = m.module().to_string();
+            let fallback = Frame { text: format!("{module}+{:#x}", addr - m.start + m.offset), module: Some(module.clone()) };
+            match Self::file_of(m, pid) {
+                Some(f) => {
+                    if let Some(name) = self.names.get(&(f.clone(), file_off)) {
+                        out[i] = Some(match name {
+                            Some(n) => Frame { text: n.clone(), module: Some(module) },
+                            None => fallback,
+                        });
+                    } else {
+                        out[i] = Some(fallback);
+                        by_file.entry(f).or_default().push((i, file_off));
+                    }
+                }
+                None => out[i] = Some(fallback),
+            }
+        }
+        for (file, items) in by_file {
+            let offs: Vec<u64> = items.iter().map(|(_, o)| *o).collect();
+            let names = self.names_in(&file, &offs);
+            for ((i, off), name) in items.iter().zip(names) {
+                if let (Some(n), Some(Some(f))) = (&name, out.get_mut(*i)) {
+                    f.text.clone_from(n);
+                }
+                self.names.insert((file.clone(), *off), name);
+            }
+        }
+        out.into_iter().map(|f| f.expect("every frame filled")).collect()
+    }
+
+    /// Names at file offsets of one file: DWARF when the file has it, else its ELF symbols
+    /// (a file whose debug information is elsewhere, e.g. a distribution's stripped libc with a
+    /// `.gnu_debuglink`, is read again for its `.dynsym`).
+    fn names_in(&self, file: &Path, offs: &[u64]) -> Vec<Option<String>> {
+        let lookup = |debug_syms: bool| -> Vec<Option<String>> {
+            let mut elf = Elf::new(file);
+            elf.debug_syms = debug_syms;
+            let res = self.sym.symbolize(&Source::Elf(elf), Input::FileOffset(offs)).unwrap_or_default();
+            (0..offs.len())
+                .map(|k| match res.get(k) {
+                    Some(Symbolized::Sym(s)) if !s.name.is_empty() => Some(s.name.to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut names = lookup(true);
+        if names.iter().any(Option::is_none) {
+            for (n, plain) in names.iter_mut().zip(lookup(false)) {
+                if n.is_none() {
+                    *n = plain;
+                }
+            }
+        }
+        names
+    }
+}
+
+/// Frames shared between sites (cheap clones).
+pub type Frames = Arc<Vec<Frame>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234 /tmp/leaker
+55d0c0a01000-55d0c0a02000 r-xp 00001000 08:01 1234 /tmp/leaker
+55d0c0c00000-55d0c0c21000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000001000 rw-p 00000000 00:00 0 
+7f1000000000-7f1000028000 r--p 00000000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f1000028000-7f100019d000 r-xp 00028000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
+";
+
+    #[test]
+    fn maps_parse_and_find() {
+        let m = parse_maps(7, MAPS);
+        assert_eq!(m.maps.len(), 6, "anonymous lines without a name are left out");
+        let text = m.find(0x55d0c0a01139).unwrap();
+        assert_eq!((text.module(), text.offset, text.inode, text.dev), ("leaker", 0x1000, 1234, (8, 1)));
+        assert_eq!(m.find(0x7f1000028010).unwrap().module(), "libc.so.6");
+        assert!(m.find(0x7f0000000010).is_none());
+        assert!(m.find(0x10).is_none());
+        assert_eq!(m.find(0x7ffd00000010).unwrap().path, "[vdso]");
+    }
+
+    #[test]
+    fn unknown_addresses_become_module_offsets() {
+        let m = parse_maps(u32::MAX, MAPS.replace("/tmp/leaker", "/nonexistent/leaker-stripped").as_str());
+        let mut r = Resolver::new();
+        let f = r.resolve(Some(&m), &[0x55d0c0a01139, 0x55d0c0a0113a, 0x7f0000000010, 0x7ffd00000010]);
+        assert_eq!(f[0].text, "leaker-stripped+0x1139");
+        assert_eq!(f[1].text, "leaker-stripped+0x113a");
+        assert_eq!(f[2].text, "0x7f0000000010");
+        assert_eq!(f[3].text, "[vdso]+0x10");
+        assert_eq!(f[0].module.as_deref(), Some("leaker-stripped"));
+        let none = r.resolve(None, &[0x1234]);
+        assert_eq!(none[0].text, "0x1234");
+    }
+
+    #[test]
+    fn names_from_our_own_process() {
+        // A function of the C library (only in .dynsym on distributions that strip libc) and one
+        // of this test binary.
+        let pid = std::process::id();
+        let maps = ProcMaps::read(pid).expect("own maps");
+        let mut r = Resolver::new();
+        let f = r.resolve(Some(&maps), &[libc::malloc as usize as u64, unknown_addresses_become_module_offsets as usize as u64 + 1]);
+        assert!(f[0].text == "malloc" || f[0].text.ends_with("malloc"), "{:?}", f[0]);
+        assert!(f[0].module.as_deref().is_some_and(|m| m.starts_with("libc")), "{:?}", f[0]);
+        assert!(f[1].text.contains("unknown_addresses_become_module_offsets"), "{:?}", f[1]);
+    }
+
+    #[test]
+    fn c_runtime_modules() {
+        for m in ["libc.so.6", "ld-linux-x86-64.so.2", "libc-2.31.so", "ld-musl-x86_64.so.1"] {
+            assert!(is_c_runtime(m), "{m}");
+        }
+        for m in ["leaker", "libstdc++.so.6", "libcrypto.so.3", "lt-workload"] {
+            assert!(!is_c_runtime(m), "{m}");
+        }
+    }
+}
