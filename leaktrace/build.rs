@@ -17,7 +17,11 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
     aya_build::build_ebpf(
-        [Package { name: "leaktrace-ebpf", root_dir: root_dir.as_str(), ..Default::default() }],
+        [Package {
+            name: "leaktrace-ebpf",
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
         Toolchain::default(),
     )?;
     // With AYA_BUILD_SKIP (clippy, check, pure-logic work) leave an empty object so the agent

@@ -14,7 +14,11 @@ pub struct Field {
 }
 
 impl Field {
-    pub const ABSENT: Field = Field { offset: 0, size: 0, signed: 0 };
+    pub const ABSENT: Field = Field {
+        offset: 0,
+        size: 0,
+        signed: 0,
+    };
     pub const fn present(&self) -> bool {
         self.size != 0
     }

@@ -90,7 +90,13 @@ pub struct SitesConfig {
 }
 
 impl SitesConfig {
-    pub const OFF: SitesConfig = SitesConfig { enabled: 0, all: 0, fault_bytes: 0, malloc_sample: 1, rss_every: 0 };
+    pub const OFF: SitesConfig = SitesConfig {
+        enabled: 0,
+        all: 0,
+        fault_bytes: 0,
+        malloc_sample: 1,
+        rss_every: 0,
+    };
 }
 
 /// Slots of the per-CPU `SITE_COUNTERS` array.

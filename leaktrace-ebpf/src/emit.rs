@@ -39,9 +39,15 @@ pub fn read(ctx: &TracePointContext, f: Field) -> u64 {
     // SAFETY: offsets come from the kernel's own format file for this tracepoint.
     let r = unsafe {
         match f.size {
-            1 => ctx.read_at::<u8>(off).map(|v| if signed { v as i8 as i64 as u64 } else { v as u64 }),
-            2 => ctx.read_at::<u16>(off).map(|v| if signed { v as i16 as i64 as u64 } else { v as u64 }),
-            4 => ctx.read_at::<u32>(off).map(|v| if signed { v as i32 as i64 as u64 } else { v as u64 }),
+            1 => ctx
+                .read_at::<u8>(off)
+                .map(|v| if signed { v as i8 as i64 as u64 } else { v as u64 }),
+            2 => ctx
+                .read_at::<u16>(off)
+                .map(|v| if signed { v as i16 as i64 as u64 } else { v as u64 }),
+            4 => ctx
+                .read_at::<u32>(off)
+                .map(|v| if signed { v as i32 as i64 as u64 } else { v as u64 }),
             8 => ctx.read_at::<u64>(off),
             _ => Ok(0),
         }

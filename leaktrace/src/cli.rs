@@ -13,7 +13,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "leaktrace", version, about = "Finds memory leaks and explains OOM kills while they happen (eBPF)")]
+#[command(
+    name = "leaktrace",
+    version,
+    about = "Finds memory leaks and explains OOM kills while they happen (eBPF)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -213,7 +217,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration (e.g. 30, 1.5, 500ms, 5m)"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30, 1.5, 500ms, 5m)"))?;
     let secs = v * mult;
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("must be greater than zero, got `{s}`"));
@@ -227,7 +234,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `leaktrace completions SHELL`: the script, generated from the definitions above.
 pub fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "leaktrace", &mut buf);
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "leaktrace",
+        &mut buf,
+    );
     write_stdout(&buf)
 }
 
@@ -284,7 +296,18 @@ mod tests {
 
     #[test]
     fn cli_parses() {
-        let c = Cli::try_parse_from(["leaktrace", "trace", "--pid", "5", "--pid", "6", "--json", "--duration", "3"]).unwrap();
+        let c = Cli::try_parse_from([
+            "leaktrace",
+            "trace",
+            "--pid",
+            "5",
+            "--pid",
+            "6",
+            "--json",
+            "--duration",
+            "3",
+        ])
+        .unwrap();
         let Command::Trace(t) = c.command else { panic!() };
         assert_eq!(t.pids, vec![5, 6]);
         assert!(Cli::try_parse_from(["leaktrace", "trace", "--pid", "x"]).is_err());

@@ -102,23 +102,17 @@ pub fn parse(path: &str, text: &str) -> Result<FileValues, ConfigError> {
             .ok_or_else(|| err(Some(key.span()), format!("unknown key `{name}`")))?;
         let id = arg.get_id().to_string();
         if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
-            let msg = format!(
-                "key `{name}`: already set on line {}",
-                line_of(text, first.start)
-            );
+            let msg = format!("key `{name}`: already set on line {}", line_of(text, first.start));
             return Err(err(Some(key.span()), msg));
         }
         seen.push((id.clone(), key.span()));
         let mut tokens = Vec::new();
-        for (token, span) in to_tokens(arg, &long, value)
-            .map_err(|m| err(Some(value.span()), format!("key `{name}`: {m}")))?
+        for (token, span) in
+            to_tokens(arg, &long, value).map_err(|m| err(Some(value.span()), format!("key `{name}`: {m}")))?
         {
             // Each value on its own, through the flag's parser: the error points at its line.
             if let Err(e) = run.clone().try_get_matches_from([token.as_str()]) {
-                return Err(err(
-                    Some(span),
-                    format!("key `{name}`: {}", clap_reason(&e)),
-                ));
+                return Err(err(Some(span), format!("key `{name}`: {}", clap_reason(&e))));
             }
             tokens.push(token);
         }
@@ -138,9 +132,7 @@ pub fn apply(file: &FileValues, args: &mut RunArgs, given: &ArgMatches) -> Resul
         .iter()
         .filter(|e| given.value_source(&e.id) != Some(ValueSource::CommandLine))
         .collect();
-    let tokens = from_file
-        .iter()
-        .flat_map(|e| e.tokens.iter().map(String::as_str));
+    let tokens = from_file.iter().flat_map(|e| e.tokens.iter().map(String::as_str));
     let whole = |msg: String| ConfigError {
         path: file.path.clone(),
         line: None,
@@ -212,11 +204,7 @@ fn move_field(id: &str, to: &mut RunArgs, from: &mut RunArgs) {
 }
 
 /// The flag tokens a TOML value stands for, each with the span of the value it came from.
-fn to_tokens(
-    arg: &clap::Arg,
-    long: &str,
-    v: &Spanned<DeValue<'_>>,
-) -> Result<Vec<(String, Range<usize>)>, String> {
+fn to_tokens(arg: &clap::Arg, long: &str, v: &Spanned<DeValue<'_>>) -> Result<Vec<(String, Range<usize>)>, String> {
     let flag = matches!(arg.get_action(), ArgAction::SetTrue);
     // `--metrics` alone: an option whose value may be left out.
     let optional_value = arg
@@ -252,10 +240,7 @@ fn scalar(v: &DeValue<'_>) -> Result<String, String> {
             .parse::<f64>()
             .map(|x| x.to_string())
             .map_err(|e| format!("bad number: {e}")),
-        other => Err(format!(
-            "expected a string or a number, not {}",
-            kind(other)
-        )),
+        other => Err(format!("expected a string or a number, not {}", kind(other))),
     }
 }
 
@@ -283,10 +268,7 @@ fn clap_reason(e: &clap::Error) -> String {
         };
     }
     let text = e.render().to_string();
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid value");
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid value");
     first.trim_start_matches("error: ").to_string()
 }
 
@@ -375,31 +357,19 @@ metrics_top = 7
     fn dashes_or_underscores_and_metrics_forms() {
         let a = run_with("max-processes = 5\nmetrics = true\n", &["run"]).unwrap();
         assert_eq!(a.max_processes, 5);
-        assert_eq!(
-            a.metrics,
-            Some(crate::sinks::metrics::DEFAULT_ADDR.parse().unwrap())
-        );
-        assert_eq!(
-            run_with("metrics = false\n", &["run"]).unwrap().metrics,
-            None
-        );
+        assert_eq!(a.metrics, Some(crate::sinks::metrics::DEFAULT_ADDR.parse().unwrap()));
+        assert_eq!(run_with("metrics = false\n", &["run"]).unwrap().metrics, None);
         assert_eq!(
             run_with("metrics = 9999\n", &["run"]).unwrap().metrics,
             Some("127.0.0.1:9999".parse().unwrap())
         );
         assert_eq!(run_with("pid = 42\n", &["run"]).unwrap().pids, vec![42]);
-        assert_eq!(
-            run_with("max_processes = 0x10\n", &["run"])
-                .unwrap()
-                .max_processes,
-            16
-        );
+        assert_eq!(run_with("max_processes = 0x10\n", &["run"]).unwrap().max_processes, 16);
     }
 
     #[test]
     fn command_line_flags_override_the_file() {
-        let text =
-            "interval = \"5s\"\npid = [10]\njson = true\nmax_processes = 100\nmetrics_top = 3\n";
+        let text = "interval = \"5s\"\npid = [10]\njson = true\nmax_processes = 100\nmetrics_top = 3\n";
         let a = run_with(
             text,
             &[
@@ -427,9 +397,7 @@ metrics_top = 7
         assert_eq!(a.max_processes, 100);
         // A flag given with its default value still wins.
         assert_eq!(
-            run_with(text, &["run", "--interval", "1"])
-                .unwrap()
-                .interval,
+            run_with(text, &["run", "--interval", "1"]).unwrap().interval,
             Duration::from_secs(1)
         );
     }
@@ -437,10 +405,7 @@ metrics_top = 7
     #[test]
     fn unknown_key_names_line_and_key() {
         let e = err("json = true\n\ninterval = 1\nintervall = \"1s\"\n");
-        assert_eq!(
-            e,
-            "config error: /etc/leaktrace.toml line 4: unknown key `intervall`"
-        );
+        assert_eq!(e, "config error: /etc/leaktrace.toml line 4: unknown key `intervall`");
         assert!(err("config = \"/x\"\n").contains("line 1: unknown key `config`"));
         assert!(err("pretend_missing = [\"x\"]\n").contains("unknown key `pretend_missing`"));
         assert!(err("[run]\ninterval = 1\n").contains("line 1: unknown key `run`"));
@@ -460,29 +425,15 @@ metrics_top = 7
             e.starts_with("config error: /etc/leaktrace.toml line 3: key `pid`: "),
             "{e}"
         );
-        assert!(
-            err("json = \"yes\"\n")
-                .contains("line 1: key `json`: expected true or false, not a string")
-        );
-        assert!(
-            err("interval = [1, 2]\n").contains("key `interval`: expected one value, not a list")
-        );
+        assert!(err("json = \"yes\"\n").contains("line 1: key `json`: expected true or false, not a string"));
+        assert!(err("interval = [1, 2]\n").contains("key `interval`: expected one value, not a list"));
         assert!(err("interval = \"soon\"\n").contains("key `interval`: `soon` is not a duration"));
         assert!(err("max_processes = 2000000\n").contains("line 1: key `max_processes`: "));
         assert!(err("metrics = \"nowhere\"\n").contains("key `metrics`: "));
-        assert!(
-            err("report_dir = true\n")
-                .contains("key `report_dir`: expected a string or a number, not a boolean")
-        );
+        assert!(err("report_dir = true\n").contains("key `report_dir`: expected a string or a number, not a boolean"));
         let e = err("interval = 1\nmax_processes = 3\nmax-processes = 4\n");
-        assert!(
-            e.contains("line 3: key `max-processes`: already set on line 2"),
-            "{e}"
-        );
-        for e in [
-            err("interval = -1\n"),
-            err("interval = 1\nsnapshot_within = \"0ms\"\n"),
-        ] {
+        assert!(e.contains("line 3: key `max-processes`: already set on line 2"), "{e}");
+        for e in [err("interval = -1\n"), err("interval = 1\nsnapshot_within = \"0ms\"\n")] {
             assert!(e.contains("must be greater than zero"), "{e}");
             assert_eq!(e.lines().count(), 1);
         }
@@ -530,28 +481,14 @@ metrics_top = 7
             let a = run_with(&format!("interval = {v}\nduration = {v}\n"), &["run"]).unwrap();
             assert_eq!((a.interval, a.duration), (want, Some(want)), "{v}");
         }
-        for bad in [
-            "0",
-            "-1",
-            "\"0s\"",
-            "\"-5m\"",
-            "inf",
-            "nan",
-            "\"\"",
-            "\"5 minutes\"",
-        ] {
-            assert!(
-                parse(PATH, &format!("predict_within = {bad}\n")).is_err(),
-                "{bad}"
-            );
+        for bad in ["0", "-1", "\"0s\"", "\"-5m\"", "inf", "nan", "\"\"", "\"5 minutes\""] {
+            assert!(parse(PATH, &format!("predict_within = {bad}\n")).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn unreadable_file_is_one_line() {
-        let e = load(Path::new("/nonexistent/leaktrace.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = load(Path::new("/nonexistent/leaktrace.toml")).unwrap_err().to_string();
         assert!(
             e.starts_with("config error: /nonexistent/leaktrace.toml: cannot read it: "),
             "{e}"

@@ -23,9 +23,11 @@ use crate::cli::{Cli, exit};
 
 fn main() -> ExitCode {
     // `Cli::try_parse()`, keeping the matches: `run --config` needs to know which flags were given.
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)).map_err(|e| e.format(&mut Cli::command())));
+    let parsed = Cli::command().try_get_matches().and_then(|m| {
+        Cli::from_arg_matches(&m)
+            .map(|c| (c, m))
+            .map_err(|e| e.format(&mut Cli::command()))
+    });
     let cli = match parsed {
         Ok((mut c, m)) => {
             // `run --config FILE`: the file's options, under the flags given on the command line.
@@ -37,13 +39,25 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { exit::USAGE } else { exit::OK });
+                return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    exit::USAGE
+                } else {
+                    exit::OK
+                });
             }
             // One line: clap's first line ("error: ...") and where to look.
             let text = e.render().to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad arguments");
             eprintln!("{first} (see `leaktrace --help`)");
             return ExitCode::from(exit::USAGE);
         }
@@ -60,7 +74,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(e.downcast_ref::<commands::UsageError>().map_or(exit::ERROR, |_| exit::USAGE))
+            ExitCode::from(
+                e.downcast_ref::<commands::UsageError>()
+                    .map_or(exit::ERROR, |_| exit::USAGE),
+            )
         }
     }
 }

@@ -13,26 +13,34 @@ use crate::{
         classify::{ClassifierConfig, Pattern, Verdict},
         predict::{Limit, LimitKind, binding_limit, eta_secs},
     },
-    report::capture::{self, VictimLive},
-    state::memcg::MemcgResolver,
-    sys::{cgroup::read_memcg_stats, proc::{read_cmdline, read_meminfo}},
     events::{Event, Payload, enrich, is_err_ret, source::EventSource},
     probes::{LoadOptions, Probes},
+    report::capture::{self, VictimLive},
+    state::memcg::MemcgResolver,
     state::{
         Observed, Proc, ProcKey, ProcessTable, Rss, SyscallNote,
         rss_watch::RssWatch,
         timeline::{Timeline, TimelineConfig},
     },
     sys::proc::{ProcStatus, read_stat, read_status},
+    sys::{
+        cgroup::read_memcg_stats,
+        proc::{read_cmdline, read_meminfo},
+    },
 };
 
 /// Which processes to track.
 #[derive(Debug, Clone)]
 pub enum Scope {
     All,
-    Filter { pids: Vec<u32>, comms: Vec<String> },
+    Filter {
+        pids: Vec<u32>,
+        comms: Vec<String>,
+    },
     /// A process and every descendant it starts while watched.
-    Tree { root: u32 },
+    Tree {
+        root: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -69,17 +77,35 @@ impl MonitorConfig {
 /// Something a sink may want to show.
 #[derive(Debug)]
 pub enum Update {
-    LeakSuspected { pid: u32 },
-    LeakCleared { pid: u32 },
+    LeakSuspected {
+        pid: u32,
+    },
+    LeakCleared {
+        pid: u32,
+    },
     /// The process ended; its final state.
-    Exited { proc: Box<Proc>, exit_code: Option<i32> },
+    Exited {
+        proc: Box<Proc>,
+        exit_code: Option<i32>,
+    },
     /// The victim's state as last seen (if tracked), and what was read of it at once.
-    OomKill { event: Event, victim: Option<Box<Proc>>, live: Box<VictimLive> },
+    OomKill {
+        event: Event,
+        victim: Option<Box<Proc>>,
+        live: Box<VictimLive>,
+    },
     /// The process's time to OOM dropped under `predict_within`.
-    OomPredicted { pid: u32 },
+    OomPredicted {
+        pid: u32,
+    },
     /// A pre-OOM snapshot was captured (stored on the process).
-    Snapshot { pid: u32 },
-    Dropped { kind: EventKind, count: u64 },
+    Snapshot {
+        pid: u32,
+    },
+    Dropped {
+        kind: EventKind,
+        count: u64,
+    },
 }
 
 /// The memory of a whole process tree (`watch -- CMD`).
@@ -122,12 +148,22 @@ fn read_key(pid: u32) -> Option<(ProcKey, ProcStatus)> {
     if st.vm_size == 0 {
         return None;
     }
-    Some((ProcKey { pid, start_ticks: stat.starttime_ticks }, st))
+    Some((
+        ProcKey {
+            pid,
+            start_ticks: stat.starttime_ticks,
+        },
+        st,
+    ))
 }
 
 fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
-        .map(|d| d.filter_map(Result::ok).filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -135,8 +171,16 @@ impl Monitor {
     pub fn start(cfg: MonitorConfig, opts: &LoadOptions) -> anyhow::Result<Monitor> {
         let mut probes = crate::commands::start_probes(opts)?;
         let source = EventSource::new(&mut probes.ebpf)?;
-        let rss = if probes.is_attached(prog::RSS_STAT) { Some(RssWatch::new(&mut probes.ebpf)?) } else { None };
-        let sites = opts.sites.clone().map(|o| crate::sites::SiteTracker::new(&mut probes.ebpf, o)).transpose()?;
+        let rss = if probes.is_attached(prog::RSS_STAT) {
+            Some(RssWatch::new(&mut probes.ebpf)?)
+        } else {
+            None
+        };
+        let sites = opts
+            .sites
+            .clone()
+            .map(|o| crate::sites::SiteTracker::new(&mut probes.ebpf, o))
+            .transpose()?;
         let group = match cfg.scope {
             Scope::Tree { root } => Some(Group {
                 root,
@@ -236,7 +280,10 @@ impl Monitor {
         match self.table.observe(key, &st, t) {
             Observed::New(old) => {
                 if let Some(old) = old {
-                    ups.push(Update::Exited { proc: Box::new(old), exit_code: None });
+                    ups.push(Update::Exited {
+                        proc: Box::new(old),
+                        exit_code: None,
+                    });
                 }
                 if let Some(s) = self.sites.as_mut() {
                     s.watch(&mut self.probes.ebpf, pid);
@@ -281,7 +328,14 @@ impl Monitor {
 
     fn handle(&mut self, e: Event, t: f64, ups: &mut Vec<Update>) {
         let pid = e.hdr.pid;
-        let note = |call: &'static str, addr: u64, len: u64, delta: i64, ok: bool| SyscallNote { ts_ns: e.hdr.ts_ns, call: call.into(), addr, len, delta, ok };
+        let note = |call: &'static str, addr: u64, len: u64, delta: i64, ok: bool| SyscallNote {
+            ts_ns: e.hdr.ts_ns,
+            call: call.into(),
+            addr,
+            len,
+            delta,
+            ok,
+        };
         match &e.payload {
             Payload::Mmap { len, ret, .. } => {
                 let ok = !is_err_ret(*ret);
@@ -294,16 +348,34 @@ impl Monitor {
                     p.note_syscall(note("munmap", *addr, *len, -(*len as i64), !is_err_ret(*ret)));
                 }
             }
-            Payload::Brk { requested, old_brk, new_brk } => {
+            Payload::Brk {
+                requested,
+                old_brk,
+                new_brk,
+            } => {
                 if let Some(p) = self.table.get_mut(pid) {
                     let delta = old_brk.map_or(0, |o| *new_brk as i64 - o as i64);
-                    p.note_syscall(note("brk", *new_brk, delta.unsigned_abs(), delta, *requested == 0 || requested == new_brk));
+                    p.note_syscall(note(
+                        "brk",
+                        *new_brk,
+                        delta.unsigned_abs(),
+                        delta,
+                        *requested == 0 || requested == new_brk,
+                    ));
                 }
             }
-            Payload::Mremap { old_len, new_len, ret, .. } => {
+            Payload::Mremap {
+                old_len, new_len, ret, ..
+            } => {
                 let ok = !is_err_ret(*ret);
                 if let Some(p) = self.table.get_mut(pid) {
-                    p.note_syscall(note("mremap", *ret as u64, *new_len, if ok { *new_len as i64 - *old_len as i64 } else { 0 }, ok));
+                    p.note_syscall(note(
+                        "mremap",
+                        *ret as u64,
+                        *new_len,
+                        if ok { *new_len as i64 - *old_len as i64 } else { 0 },
+                        ok,
+                    ));
                 }
             }
             Payload::Fork { child_pid } => {
@@ -333,13 +405,18 @@ impl Monitor {
                     s.exited(pid);
                 }
                 if let Some(p) = self.table.remove(pid) {
-                    ups.push(Update::Exited { proc: Box::new(p), exit_code: *exit_code });
+                    ups.push(Update::Exited {
+                        proc: Box::new(p),
+                        exit_code: *exit_code,
+                    });
                 }
             }
             Payload::OomKill(k) => {
                 // The victim may be a thread: report its process.
                 let mut e = e.clone();
-                let Payload::OomKill(k) = &mut e.payload else { unreachable!() };
+                let Payload::OomKill(k) = &mut e.payload else {
+                    unreachable!()
+                };
                 if !self.table.contains(k.victim_pid)
                     && let Ok(st) = read_status(k.victim_pid)
                     && st.tgid != 0
@@ -353,7 +430,11 @@ impl Monitor {
                     live.top_sites = s.top_now(&mut self.probes.ebpf, k.victim_pid, crate::sites::TOP_SITES);
                 }
                 let victim = victim.cloned().map(Box::new);
-                ups.push(Update::OomKill { event: e, victim, live: Box::new(live) });
+                ups.push(Update::OomKill {
+                    event: e,
+                    victim,
+                    live: Box::new(live),
+                });
             }
         }
     }
@@ -364,7 +445,11 @@ impl Monitor {
             Scope::All => all_pids(),
             Scope::Filter { pids, comms } if comms.is_empty() => pids.clone(),
             Scope::Filter { .. } => all_pids(),
-            Scope::Tree { .. } => self.group.as_ref().map(|g| g.members.iter().copied().collect()).unwrap_or_default(),
+            Scope::Tree { .. } => self
+                .group
+                .as_ref()
+                .map(|g| g.members.iter().copied().collect())
+                .unwrap_or_default(),
         };
         let mut seen = HashSet::new();
         for pid in candidates {
@@ -391,7 +476,10 @@ impl Monitor {
             }
             _ => {
                 if let Some(p) = self.table.remove(pid) {
-                    ups.push(Update::Exited { proc: Box::new(p), exit_code: None });
+                    ups.push(Update::Exited {
+                        proc: Box::new(p),
+                        exit_code: None,
+                    });
                 }
             }
         }
@@ -484,7 +572,10 @@ impl Monitor {
 
     /// Time to OOM for every growing process, against the limit that binds it.
     fn predict(&mut self, t: f64, ups: &mut Vec<Update>) {
-        let growing = |p: &Proc| p.verdict.is_some_and(|v| v.pattern == Pattern::Mountain && v.growth_bytes_per_sec > 0.0);
+        let growing = |p: &Proc| {
+            p.verdict
+                .is_some_and(|v| v.pattern == Pattern::Mountain && v.growth_bytes_per_sec > 0.0)
+        };
         let pids: Vec<u32> = self.table.iter().filter(|p| growing(p)).map(|p| p.key.pid).collect();
         for p in self.table.iter_mut().filter(|p| !growing(p)) {
             p.eta = None;
@@ -495,18 +586,24 @@ impl Monitor {
             return;
         }
         let Ok(mi) = read_meminfo() else { return };
-        let host = Limit { kind: LimitKind::Host, limit_bytes: mi.mem_total, usage_bytes: mi.mem_total.saturating_sub(mi.mem_available) };
+        let host = Limit {
+            kind: LimitKind::Host,
+            limit_bytes: mi.mem_total,
+            usage_bytes: mi.mem_total.saturating_sub(mi.mem_available),
+        };
         for pid in pids {
             let memcgs = &self.memcgs;
             let Some(p) = self.table.get_mut(pid) else { continue };
             if p.memcg.is_none() {
                 p.memcg = memcgs.of(pid);
             }
-            let memcg = p
-                .memcg
-                .as_ref()
-                .and_then(|m| read_memcg_stats(m).ok())
-                .and_then(|s| Some(Limit { kind: LimitKind::Memcg, limit_bytes: s.limit_bytes?, usage_bytes: s.usage_bytes }));
+            let memcg = p.memcg.as_ref().and_then(|m| read_memcg_stats(m).ok()).and_then(|s| {
+                Some(Limit {
+                    kind: LimitKind::Memcg,
+                    limit_bytes: s.limit_bytes?,
+                    usage_bytes: s.usage_bytes,
+                })
+            });
             let lim = binding_limit(memcg, host);
             let growth = p.verdict.map_or(0.0, |v| v.growth_bytes_per_sec);
             let Some(eta) = eta_secs(growth, &lim) else { continue };
@@ -527,7 +624,10 @@ impl Monitor {
     /// The verdict for the watched tree (watch).
     pub fn group_verdict(&self) -> Option<Verdict> {
         let g = self.group.as_ref()?;
-        Some(crate::analysis::classify::classify(&g.timeline.samples(), &self.cfg.classifier))
+        Some(crate::analysis::classify::classify(
+            &g.timeline.samples(),
+            &self.cfg.classifier,
+        ))
     }
 }
 

@@ -17,7 +17,11 @@ pub fn bytes(v: u64) -> String {
         f /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{v} B") } else { format!("{f:.1} {}", U[i]) }
+    if i == 0 {
+        format!("{v} B")
+    } else {
+        format!("{f:.1} {}", U[i])
+    }
 }
 
 /// Signed human size with a sign.

@@ -12,10 +12,7 @@ const AGENT: &str = env!("CARGO_BIN_EXE_leaktrace");
 const NO_PID: u32 = 4_194_305;
 
 fn leaktrace(args: &[&str]) -> Output {
-    Command::new(AGENT)
-        .args(args)
-        .output()
-        .expect("run leaktrace")
+    Command::new(AGENT).args(args).output().expect("run leaktrace")
 }
 
 /// A config file with `text`, removed on drop.
@@ -23,10 +20,7 @@ struct Config(PathBuf);
 
 impl Config {
     fn new(name: &str, text: &str) -> Config {
-        let p = std::env::temp_dir().join(format!(
-            "leaktrace-config-{}-{name}.toml",
-            std::process::id()
-        ));
+        let p = std::env::temp_dir().join(format!("leaktrace-config-{}-{name}.toml", std::process::id()));
         fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
         Config(p)
     }
@@ -60,22 +54,13 @@ fn usage_error(o: &Output) -> String {
 
 #[test]
 fn config_values_are_used_and_flags_win() {
-    let c = Config::new(
-        "pid",
-        &format!("json = true\ninterval = \"2s\"\npid = [{NO_PID}]\n"),
-    );
+    let c = Config::new("pid", &format!("json = true\ninterval = \"2s\"\npid = [{NO_PID}]\n"));
     // The file's pid is checked like one given as a flag...
     let e = usage_error(&leaktrace(&["run", "--config", c.path()]));
     assert_eq!(e, format!("error: no process with pid {NO_PID}"));
     // ...and a pid given on the command line replaces the file's list.
     let other = NO_PID + 1;
-    let e = usage_error(&leaktrace(&[
-        "run",
-        "--config",
-        c.path(),
-        "--pid",
-        &other.to_string(),
-    ]));
+    let e = usage_error(&leaktrace(&["run", "--config", c.path(), "--pid", &other.to_string()]));
     assert_eq!(e, format!("error: no process with pid {other}"));
 }
 
@@ -83,10 +68,7 @@ fn config_values_are_used_and_flags_win() {
 fn unknown_key_is_one_line_with_file_line_and_key() {
     let c = Config::new("unknown", "json = true\n\nintervall = \"1s\"\n");
     let e = usage_error(&leaktrace(&["run", "--config", c.path()]));
-    assert_eq!(
-        e,
-        format!("config error: {} line 3: unknown key `intervall`", c.path())
-    );
+    assert_eq!(e, format!("config error: {} line 3: unknown key `intervall`", c.path()));
 }
 
 #[test]
@@ -101,13 +83,7 @@ fn bad_value_is_one_line_with_file_line_and_key() {
         )
     );
     // A bad value is an error even when the flag overrides it: the file is wrong either way.
-    let e = usage_error(&leaktrace(&[
-        "run",
-        "--config",
-        c.path(),
-        "--interval",
-        "1",
-    ]));
+    let e = usage_error(&leaktrace(&["run", "--config", c.path(), "--interval", "1"]));
     assert!(e.contains("line 5: key `interval`"), "{e}");
 }
 
@@ -116,17 +92,10 @@ fn syntax_error_and_missing_file() {
     let c = Config::new("syntax", "json = true\npid = [1, 2\n");
     let e = usage_error(&leaktrace(&["run", "--config", c.path()]));
     assert!(
-        e.starts_with(&format!(
-            "config error: {} line 2: invalid TOML: ",
-            c.path()
-        )),
+        e.starts_with(&format!("config error: {} line 2: invalid TOML: ", c.path())),
         "{e}"
     );
-    let e = usage_error(&leaktrace(&[
-        "run",
-        "--config",
-        "/nonexistent/leaktrace.toml",
-    ]));
+    let e = usage_error(&leaktrace(&["run", "--config", "/nonexistent/leaktrace.toml"]));
     assert!(
         e.starts_with("config error: /nonexistent/leaktrace.toml: cannot read it: "),
         "{e}"
@@ -141,16 +110,10 @@ fn syntax_error_and_missing_file() {
 
 #[test]
 fn shipped_example_config_is_accepted() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/leaktrace.example.toml"
-    );
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/leaktrace.example.toml");
     let c = Config::new(
         "example",
-        &format!(
-            "{}\npid = [{NO_PID}]\n",
-            fs::read_to_string(example).unwrap()
-        ),
+        &format!("{}\npid = [{NO_PID}]\n", fs::read_to_string(example).unwrap()),
     );
     let e = usage_error(&leaktrace(&["run", "--config", c.path()]));
     assert_eq!(e, format!("error: no process with pid {NO_PID}"));
@@ -174,10 +137,7 @@ fn completions_for_every_shell() {
     usage_error(&leaktrace(&["completions", "tcsh"]));
     // Hidden from the main list.
     let help = stdout(&leaktrace(&["--help"]));
-    assert!(
-        !help.contains("completions") && !help.contains("man "),
-        "{help}"
-    );
+    assert!(!help.contains("completions") && !help.contains("man "), "{help}");
 }
 
 #[test]
@@ -187,10 +147,7 @@ fn man_pages() {
     let page = stdout(&o);
     assert!(page.contains(".TH leaktrace 1"), "{page}");
     for sub in ["trace", "run", "watch", "doctor", "oom", "report", "top"] {
-        assert!(
-            page.contains(&format!("leaktrace\\-{sub}(1)")),
-            "{sub} listed"
-        );
+        assert!(page.contains(&format!("leaktrace\\-{sub}(1)")), "{sub} listed");
     }
     let o = leaktrace(&["man", "run"]);
     assert!(o.status.success(), "{}", stderr(&o));

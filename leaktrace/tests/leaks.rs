@@ -12,7 +12,11 @@ use common::*;
 use serde_json::Value;
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(workload()).args(args).stdout(Stdio::null()).spawn().expect("spawn workload")
+    Command::new(workload())
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn workload")
 }
 
 fn first_event(ev: &[Value], kind: &str, pid: u32) -> Option<Value> {
@@ -25,7 +29,10 @@ fn leaks_are_flagged_and_tides_are_not() {
         return;
     }
     let dir = tempdir("leaks");
-    let agent = Agent::start(&["run", "--json", "--comm", "lt-workload", "--report-dir", &dir], "leaktrace: running");
+    let agent = Agent::start(
+        &["run", "--json", "--comm", "lt-workload", "--report-dir", &dir],
+        "leaktrace: running",
+    );
     let start = Instant::now();
     let mut fast = spawn(&["leak", "2048", "40"]);
     let mut slow = spawn(&["leak", "128", "125"]);
@@ -36,21 +43,43 @@ fn leaks_are_flagged_and_tides_are_not() {
 
     // watch gates CI: exit 3 on a leak, 0 on tides.
     let watch_leak = Command::new(AGENT)
-        .args(["watch", "--json", "--", workload().to_str().unwrap(), "leak", "2048", "25"])
+        .args([
+            "watch",
+            "--json",
+            "--",
+            workload().to_str().unwrap(),
+            "leak",
+            "2048",
+            "25",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let watch_tide = Command::new(AGENT)
-        .args(["watch", "--json", "--", workload().to_str().unwrap(), "tidal", "100", "3", "25"])
+        .args([
+            "watch",
+            "--json",
+            "--",
+            workload().to_str().unwrap(),
+            "tidal",
+            "100",
+            "3",
+            "25",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
 
-    let fast_flag = agent.wait_for("leak_suspected for the 2 MiB/s leak", Duration::from_secs(40), |v| v["event"] == "leak_suspected" && v["pid"] == f);
+    let fast_flag = agent.wait_for("leak_suspected for the 2 MiB/s leak", Duration::from_secs(40), |v| {
+        v["event"] == "leak_suspected" && v["pid"] == f
+    });
     let fast_secs = start.elapsed().as_secs_f64();
-    assert!(fast_secs <= 30.0 + 1.0, "2 MiB/s leak flagged after {fast_secs:.1}s (> 30 s)");
+    assert!(
+        fast_secs <= 30.0 + 1.0,
+        "2 MiB/s leak flagged after {fast_secs:.1}s (> 30 s)"
+    );
     assert_eq!(fast_flag["pattern"], "mountain");
     assert!(fast_flag["confidence"].as_f64().unwrap() >= 0.8);
     let g = fast_flag["growth_bytes_per_sec"].as_f64().unwrap();
@@ -64,15 +93,30 @@ fn leaks_are_flagged_and_tides_are_not() {
         assert_eq!(verdict["event"], "verdict");
         assert_eq!(verdict["pattern"], pattern, "watch of {name}: {verdict}");
         assert_eq!(verdict["leak"], code == 3);
-        for k in ["pid", "comm", "confidence", "growth_bytes_per_sec", "start_rss_bytes", "end_rss_bytes", "peak_rss_bytes", "samples", "duration_secs"] {
+        for k in [
+            "pid",
+            "comm",
+            "confidence",
+            "growth_bytes_per_sec",
+            "start_rss_bytes",
+            "end_rss_bytes",
+            "peak_rss_bytes",
+            "samples",
+            "duration_secs",
+        ] {
             assert!(verdict.get(k).is_some(), "verdict without {k}: {verdict}");
         }
         assert!(verdict["samples"].as_u64().unwrap() >= 20);
     }
 
-    let slow_flag = agent.wait_for("leak_suspected for the 128 KiB/s leak", Duration::from_secs(125), |v| v["event"] == "leak_suspected" && v["pid"] == s);
+    let slow_flag = agent.wait_for("leak_suspected for the 128 KiB/s leak", Duration::from_secs(125), |v| {
+        v["event"] == "leak_suspected" && v["pid"] == s
+    });
     let slow_secs = start.elapsed().as_secs_f64();
-    assert!(slow_secs <= 121.0, "128 KiB/s leak flagged after {slow_secs:.1}s (> 120 s)");
+    assert!(
+        slow_secs <= 121.0,
+        "128 KiB/s leak flagged after {slow_secs:.1}s (> 120 s)"
+    );
     assert_eq!(slow_flag["pattern"], "mountain");
 
     for c in [&mut fast, &mut tidal, &mut plateau, &mut saw] {
@@ -83,11 +127,21 @@ fn leaks_are_flagged_and_tides_are_not() {
     let _ = slow.kill();
     let _ = slow.wait();
 
-    assert!(first_event(&ev, "leak_suspected", t).is_none(), "tidal process {t} was flagged: {:?}", first_event(&ev, "leak_suspected", t));
-    assert!(first_event(&ev, "leak_suspected", w).is_some(), "sawtooth with a rising floor ({w}) was not flagged");
+    assert!(
+        first_event(&ev, "leak_suspected", t).is_none(),
+        "tidal process {t} was flagged: {:?}",
+        first_event(&ev, "leak_suspected", t)
+    );
+    assert!(
+        first_event(&ev, "leak_suspected", w).is_some(),
+        "sawtooth with a rising floor ({w}) was not flagged"
+    );
     // The plateau may look like a mountain while it grows; once it has held it must not be a leak.
     if first_event(&ev, "leak_suspected", p).is_some() {
-        assert!(first_event(&ev, "leak_cleared", p).is_some(), "plateau {p} flagged and never cleared");
+        assert!(
+            first_event(&ev, "leak_cleared", p).is_some(),
+            "plateau {p} flagged and never cleared"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -92,15 +92,8 @@ fn prometheus_available(test: &str) -> bool {
             })
     };
     eprintln!("{test}: prometheus not on PATH, installing the Debian package");
-    let r = apt(&["-q", "update"]).and_then(|()| {
-        apt(&[
-            "-q",
-            "-y",
-            "--no-install-recommends",
-            "install",
-            "prometheus",
-        ])
-    });
+    let r =
+        apt(&["-q", "update"]).and_then(|()| apt(&["-q", "-y", "--no-install-recommends", "install", "prometheus"]));
     match r {
         Ok(()) if has("prometheus") && has("promtool") => true,
         Ok(()) => fail_or_skip(
@@ -120,24 +113,16 @@ fn fail_or_skip(test: &str, why: &str) -> bool {
 }
 
 /// A plain HTTP/1.0 GET; returns (status, head, body).
-fn http_get(
-    port: u16,
-    target: &str,
-    accept: Option<&str>,
-) -> Result<(u16, String, String), String> {
+fn http_get(port: u16, target: &str, accept: Option<&str>) -> Result<(u16, String, String), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n")
-        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").map_err(|e| format!("send to {addr}: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    s.read_to_end(&mut raw).map_err(|e| format!("read from {addr}: {e}"))?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -165,8 +150,8 @@ fn urlencode(s: &str) -> String {
 /// Prometheus API call: the `data` member of a successful answer.
 fn api(port: u16, target: &str) -> Result<Value, String> {
     let (status, _, body) = http_get(port, target, None)?;
-    let v: Value = serde_json::from_str(&body)
-        .map_err(|e| format!("{target}: HTTP {status}, not JSON ({e}): {body}"))?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| format!("{target}: HTTP {status}, not JSON ({e}): {body}"))?;
     if v["status"] != "success" {
         return Err(format!("{target}: {v}"));
     }
@@ -269,10 +254,7 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
             <= 50,
         "more than --metrics-top series"
     );
-    assert_eq!(
-        http_get(agent_port, "/nope", None).expect("GET /nope").0,
-        404
-    );
+    assert_eq!(http_get(agent_port, "/nope", None).expect("GET /nope").0, 404);
 
     // Prometheus, local only, scraping and evaluating every second.
     let prom_port = free_port();
@@ -296,10 +278,7 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
     let prom = Killed(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.0.join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", tmp.0.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
@@ -336,10 +315,7 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
         }
         thread::sleep(Duration::from_millis(250));
     }
-    eprintln!(
-        "{TEST}: target up after {:.1}s",
-        start.elapsed().as_secs_f64()
-    );
+    eprintln!("{TEST}: target up after {:.1}s", start.elapsed().as_secs_f64());
 
     let series = format!("leaktrace_process_leak_suspected{{pid=\"{pid}\"}} == 1");
     let (mut flagged_at, mut firing_at) = (None, None);
@@ -371,8 +347,7 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
                 let ours: Vec<&Value> = alerts
                     .iter()
                     .filter(|a| {
-                        a["labels"]["alertname"] == "LeaktraceLeakSuspected"
-                            && a["labels"]["pid"] == pid.to_string()
+                        a["labels"]["alertname"] == "LeaktraceLeakSuspected" && a["labels"]["pid"] == pid.to_string()
                     })
                     .collect();
                 if ours.iter().any(|a| a["state"] == "firing") {
@@ -417,10 +392,7 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
         .first()
         .and_then(|v| v["value"][1].as_str()?.parse().ok())
         .expect("growth series of the workload");
-    assert!(
-        (2e6..8e6).contains(&growth),
-        "growth {growth} B/s for a 4 MiB/s leak"
-    );
+    assert!((2e6..8e6).contains(&growth), "growth {growth} B/s for a 4 MiB/s leak");
     assert!(
         !query(prom_port, "leaktrace_events_total{kind=\"exec\"} >= 0")
             .unwrap()
@@ -450,15 +422,7 @@ fn metrics_flag_errors_are_one_line() {
     // Port in use: a runtime error, before any probe is loaded (so it needs no root).
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (code, _, err) = run_agent(&[
-        "run",
-        "--metrics",
-        &addr,
-        "--report-dir",
-        &reports,
-        "--duration",
-        "1",
-    ]);
+    let (code, _, err) = run_agent(&["run", "--metrics", &addr, "--report-dir", &reports, "--duration", "1"]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(

@@ -51,9 +51,16 @@ fn doctor_reports_forced_fallbacks() {
     ]);
     assert_eq!(code, 0, "optional probes missing must not stop the agent:\n{out}");
     for p in ["task:task_newtask", "syscalls:sys_enter_exit_group", "raw_tp:rss_stat"] {
-        assert!(out.lines().any(|l| l.starts_with("fallback") && l.contains(p)), "no fallback line for {p}:\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with("fallback") && l.contains(p)),
+            "no fallback line for {p}:\n{out}"
+        );
     }
-    assert!(out.lines().any(|l| l.starts_with("ok") && l.contains("oom:mark_victim") && l.contains("older layout")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("oom:mark_victim") && l.contains("older layout")),
+        "{out}"
+    );
     let (code, out, _) = run_agent(&["doctor", "--pretend-missing", "ringbuf"]);
     assert_ne!(code, 0, "no ring buffer must mean the agent cannot run:\n{out}");
     assert!(out.contains("ring buffer"), "{out}");
@@ -82,12 +89,22 @@ fn fallbacks_keep_the_facts() {
         "leaktrace: tracing",
     );
     let t = workload_json(&["threads", "4"]);
-    let (pid, child) = (t["pid"].as_u64().unwrap() as u32, t["child_pid"].as_u64().unwrap() as u32);
-    let mut hog = Command::new(workload()).args(["--cgroup", &cg.procs_file(), "oom"]).spawn().unwrap();
+    let (pid, child) = (
+        t["pid"].as_u64().unwrap() as u32,
+        t["child_pid"].as_u64().unwrap() as u32,
+    );
+    let mut hog = Command::new(workload())
+        .args(["--cgroup", &cg.procs_file(), "oom"])
+        .spawn()
+        .unwrap();
     let hog_pid = hog.id();
     assert_eq!(hog.wait().unwrap().signal(), Some(9));
-    let kill = agent.wait_for("oom_kill", Duration::from_secs(10), |v| v["event"] == "oom_kill" && v["pid"] == hog_pid);
-    agent.wait_for("exit", Duration::from_secs(5), |v| v["event"] == "exit" && v["pid"] == pid);
+    let kill = agent.wait_for("oom_kill", Duration::from_secs(10), |v| {
+        v["event"] == "oom_kill" && v["pid"] == hog_pid
+    });
+    agent.wait_for("exit", Duration::from_secs(5), |v| {
+        v["event"] == "exit" && v["pid"] == pid
+    });
     let (_, ev) = agent.stop();
     // Without task_newtask, threads are still not reported as forks.
     let forks = events_for(&ev, "fork", pid);
@@ -99,7 +116,9 @@ fn fallbacks_keep_the_facts() {
     assert_eq!(exits[0]["exit_code"], Value::Null);
     // Without mark_victim's fields (pre-6.9 layout), they come from /proc and the kernel log.
     assert_eq!(kill["comm"], "lt-workload", "{kill}");
-    let anon = kill["anon_rss_bytes"].as_u64().unwrap_or_else(|| panic!("anon_rss_bytes not filled: {kill}"));
+    let anon = kill["anon_rss_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("anon_rss_bytes not filled: {kill}"));
     assert!(anon > 24 * MIB, "{kill}");
     assert!(kill["oom_score_adj"].is_i64() && kill["uid"].is_u64(), "{kill}");
     drop(cg);
@@ -131,7 +150,11 @@ fn shutdown_detaches_everything_and_privileges_are_dropped() {
     if !bpf_available("shutdown_detaches_everything_and_privileges_are_dropped") {
         return;
     }
-    assert!(our_programs_loaded().is_empty(), "leaktrace programs loaded before the test: {:?}", our_programs_loaded());
+    assert!(
+        our_programs_loaded().is_empty(),
+        "leaktrace programs loaded before the test: {:?}",
+        our_programs_loaded()
+    );
     let dir = tempdir("shutdown");
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let mut child = Command::new(AGENT)
@@ -145,19 +168,35 @@ fn shutdown_detaches_everything_and_privileges_are_dropped() {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
         assert!(line.contains("leaktrace: running"), "{line}");
-        assert!(!our_programs_loaded().is_empty(), "programs should be loaded while running");
+        assert!(
+            !our_programs_loaded().is_empty(),
+            "programs should be loaded while running"
+        );
         // Least privilege: once attached, only the capabilities it still needs.
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim().to_string();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap()
+            .trim()
+            .to_string();
         let eff = u64::from_str_radix(&eff, 16).unwrap();
         let allowed: u64 = (1 << 2) | (1 << 19) | (1 << 34);
         assert_eq!(eff & !allowed, 0, "capabilities kept after attach: {eff:#x}");
-        assert_eq!(eff & ((1 << 39) | (1 << 38) | (1 << 21)), 0, "CAP_BPF/PERFMON/SYS_ADMIN still held: {eff:#x}");
+        assert_eq!(
+            eff & ((1 << 39) | (1 << 38) | (1 << 21)),
+            0,
+            "CAP_BPF/PERFMON/SYS_ADMIN still held: {eff:#x}"
+        );
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, signal) };
         let st = child.wait().unwrap();
         assert_eq!(st.code(), Some(0), "exit status after signal {signal}: {st}");
-        assert!(our_programs_loaded().is_empty(), "programs left loaded after signal {signal}: {:?}", our_programs_loaded());
+        assert!(
+            our_programs_loaded().is_empty(),
+            "programs left loaded after signal {signal}: {:?}",
+            our_programs_loaded()
+        );
     }
     let _ = fs::remove_dir_all(&dir);
 }
@@ -172,35 +211,81 @@ fn a_flood_loses_no_exit_or_oom_kill_and_counts_its_drops() {
     // Stop the reader so the bulk ring buffer overflows for sure; lifecycle events have their own.
     let agent_pid = agent.pid();
     const CALLS: u64 = 200_000;
-    let storms: Vec<_> = (0..2).map(|_| Command::new(workload()).args(["mremaps", &CALLS.to_string()]).spawn().unwrap()).collect();
+    let storms: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(workload())
+                .args(["mremaps", &CALLS.to_string()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     thread::sleep(Duration::from_millis(200));
     // SAFETY: pausing our own child.
     unsafe { libc::kill(agent_pid as i32, libc::SIGSTOP) };
     let churn = workload_json(&["churn", "300"]);
-    let mut hog = Command::new(workload()).args(["--cgroup", &cg.procs_file(), "oom"]).spawn().unwrap();
+    let mut hog = Command::new(workload())
+        .args(["--cgroup", &cg.procs_file(), "oom"])
+        .spawn()
+        .unwrap();
     let hog_pid = hog.id();
     assert_eq!(hog.wait().unwrap().signal(), Some(9));
-    let storm_pids: Vec<u32> = storms.into_iter().map(|mut c| {
-        let id = c.id();
-        assert!(c.wait().unwrap().success());
-        id
-    }).collect();
+    let storm_pids: Vec<u32> = storms
+        .into_iter()
+        .map(|mut c| {
+            let id = c.id();
+            assert!(c.wait().unwrap().success());
+            id
+        })
+        .collect();
     unsafe { libc::kill(agent_pid as i32, libc::SIGCONT) };
-    agent.wait_for("oom_kill", Duration::from_secs(10), |v| v["event"] == "oom_kill" && v["pid"] == hog_pid);
+    agent.wait_for("oom_kill", Duration::from_secs(10), |v| {
+        v["event"] == "oom_kill" && v["pid"] == hog_pid
+    });
     thread::sleep(Duration::from_secs(2));
     let (_, ev) = agent.stop();
 
-    let exits: HashSet<u64> = ev.iter().filter(|v| v["event"] == "exit").filter_map(|v| v["pid"].as_u64()).collect();
-    let churn_pids: Vec<u64> = churn["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    let exits: HashSet<u64> = ev
+        .iter()
+        .filter(|v| v["event"] == "exit")
+        .filter_map(|v| v["pid"].as_u64())
+        .collect();
+    let churn_pids: Vec<u64> = churn["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
     let lost: Vec<&u64> = churn_pids.iter().filter(|p| !exits.contains(p)).collect();
-    assert!(lost.is_empty(), "{} of {} exits lost in the flood: {lost:?}", lost.len(), churn_pids.len());
+    assert!(
+        lost.is_empty(),
+        "{} of {} exits lost in the flood: {lost:?}",
+        lost.len(),
+        churn_pids.len()
+    );
     for p in &storm_pids {
         assert!(exits.contains(&(*p as u64)), "exit of storm process {p} lost");
     }
-    let dropped = |kind: &str| -> u64 { ev.iter().filter(|v| v["event"] == "dropped" && v["kind"] == kind).filter_map(|v| v["count"].as_u64()).sum() };
-    let seen = |kind: &str, pids: &[u32]| ev.iter().filter(|v| v["event"] == kind && pids.iter().any(|p| v["pid"] == *p)).count() as u64;
-    let seen_other = |kind: &str| ev.iter().filter(|v| v["event"] == kind && !storm_pids.iter().any(|p| v["pid"] == *p)).count() as u64;
-    assert_eq!(dropped("exit") + dropped("oom_kill") + dropped("fork"), 0, "lifecycle events dropped");
+    let dropped = |kind: &str| -> u64 {
+        ev.iter()
+            .filter(|v| v["event"] == "dropped" && v["kind"] == kind)
+            .filter_map(|v| v["count"].as_u64())
+            .sum()
+    };
+    let seen = |kind: &str, pids: &[u32]| {
+        ev.iter()
+            .filter(|v| v["event"] == kind && pids.iter().any(|p| v["pid"] == *p))
+            .count() as u64
+    };
+    let seen_other = |kind: &str| {
+        ev.iter()
+            .filter(|v| v["event"] == kind && !storm_pids.iter().any(|p| v["pid"] == *p))
+            .count() as u64
+    };
+    assert_eq!(
+        dropped("exit") + dropped("oom_kill") + dropped("fork"),
+        0,
+        "lifecycle events dropped"
+    );
     // mremap: only the storms make such calls, so what was seen plus what was counted as dropped
     // must be exactly what they did.
     let d = dropped("mremap");
@@ -209,21 +294,37 @@ fn a_flood_loses_no_exit_or_oom_kill_and_counts_its_drops() {
     let others = seen_other("mremap");
     let expected = 2 * CALLS;
     if others == 0 {
-        assert_eq!(s + d, expected, "mremap: seen {s} + dropped {d} != {expected} calls made");
+        assert_eq!(
+            s + d,
+            expected,
+            "mremap: seen {s} + dropped {d} != {expected} calls made"
+        );
     } else {
-        assert!(s + d >= expected && s + d <= expected + 10 * others, "mremap: seen {s} + dropped {d} vs {expected} (+{others} from other processes)");
+        assert!(
+            s + d >= expected && s + d <= expected + 10 * others,
+            "mremap: seen {s} + dropped {d} vs {expected} (+{others} from other processes)"
+        );
     }
     drop(cg);
 }
 
 fn map_by_name(name: &str) -> Option<MapData> {
-    let info = loaded_maps().filter_map(Result::ok).filter(|m| m.name() == name.as_bytes()).last()?;
+    let info = loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|m| m.name() == name.as_bytes())
+        .last()?;
     MapData::from_id(info.id()).ok()
 }
 
 fn keys<const V: usize>(name: &str, hash: bool) -> Vec<u32> {
-    let Some(data) = map_by_name(name) else { panic!("map {name} not loaded") };
-    let map = if hash { Map::HashMap(data) } else { Map::LruHashMap(data) };
+    let Some(data) = map_by_name(name) else {
+        panic!("map {name} not loaded")
+    };
+    let map = if hash {
+        Map::HashMap(data)
+    } else {
+        Map::LruHashMap(data)
+    };
     let h: BpfHash<&MapData, u32, [u8; V]> = BpfHash::try_from(&map).unwrap_or_else(|e| panic!("{name}: {e}"));
     h.keys().filter_map(Result::ok).collect()
 }
@@ -237,7 +338,15 @@ fn churn_leaves_nothing_behind() {
     let agent = Agent::start(&["run", "--json", "--report-dir", &dir], "leaktrace: running");
     let rss = |pid: u32| -> u64 {
         let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse::<u64>().unwrap() * 1024
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
     };
     workload_json(&["churn", "1000"]); // warm-up
     thread::sleep(Duration::from_secs(2));
@@ -249,7 +358,11 @@ fn churn_leaves_nothing_behind() {
     }
     thread::sleep(Duration::from_secs(3));
     let after = rss(agent.pid());
-    assert!(after <= before + 2 * MIB, "agent RSS grew {} KiB over 6,000 processes", (after as i64 - before as i64) / 1024);
+    assert!(
+        after <= before + 2 * MIB,
+        "agent RSS grew {} KiB over 6,000 processes",
+        (after as i64 - before as i64) / 1024
+    );
     let dead = |k: &u32| !Path::new(&format!("/proc/{k}")).exists();
     for (name, ks) in [
         ("RSS_DIRTY", keys::<16>("RSS_DIRTY", false)),
@@ -258,13 +371,21 @@ fn churn_leaves_nothing_behind() {
         ("NEW_TASKS", keys::<8>("NEW_TASKS", false)),
     ] {
         let stale: Vec<u32> = ks.into_iter().filter(|k| pids.contains(k) && dead(k)).collect();
-        assert!(stale.is_empty(), "{name} holds {} entries of dead churn processes: {:?}", stale.len(), &stale[..stale.len().min(10)]);
+        assert!(
+            stale.is_empty(),
+            "{name} holds {} entries of dead churn processes: {:?}",
+            stale.len(),
+            &stale[..stale.len().min(10)]
+        );
     }
     let pending = {
         let data = map_by_name("PENDING").expect("PENDING");
         let map = Map::HashMap(data);
         let h: BpfHash<&MapData, u64, [u8; 56]> = BpfHash::try_from(&map).unwrap();
-        h.keys().filter_map(Result::ok).filter(|k| pids.contains(&((*k >> 32) as u32))).count()
+        h.keys()
+            .filter_map(Result::ok)
+            .filter(|k| pids.contains(&((*k >> 32) as u32)))
+            .count()
     };
     assert_eq!(pending, 0, "PENDING holds syscalls of dead churn processes");
     agent.stop();

@@ -39,7 +39,12 @@ fn leaker(stripped: bool) -> PathBuf {
     let bin = BUILT.get_or_init(|| {
         let out = workdir().join("leaker");
         let src = repo().join("testprogs/c/leaker.c");
-        let st = Command::new("cc").args(["-O1", "-fno-omit-frame-pointer", "-g", "-o"]).arg(&out).arg(&src).status().expect("run cc (gcc installed?)");
+        let st = Command::new("cc")
+            .args(["-O1", "-fno-omit-frame-pointer", "-g", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run cc (gcc installed?)");
         assert!(st.success(), "cc {} failed: {st}", src.display());
         out
     });
@@ -52,7 +57,10 @@ fn leaker(stripped: bool) -> PathBuf {
         let st = Command::new("strip").arg(&s).status().expect("run strip");
         assert!(st.success(), "strip failed");
         let syms = Command::new("nm").arg(&s).output().expect("run nm");
-        assert!(!String::from_utf8_lossy(&syms.stdout).contains(LEAK_FN), "strip left the symbols in");
+        assert!(
+            !String::from_utf8_lossy(&syms.stdout).contains(LEAK_FN),
+            "strip left the symbols in"
+        );
     }
     s
 }
@@ -75,7 +83,11 @@ fn rust_leaker() -> PathBuf {
                 .env("RUSTFLAGS", "-C force-frame-pointers=yes")
                 .output()
                 .expect("run cargo");
-            assert!(out.status.success(), "building rust-leaker: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "building rust-leaker: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             target.join("release/rust-leaker")
         })
         .clone()
@@ -110,13 +122,19 @@ fn sites(args: &[&str]) -> Value {
     all.extend_from_slice(args);
     let (code, out, err) = run_agent(&all);
     assert_eq!(code, 0, "leaktrace {all:?}: {err}");
-    let v: Value = serde_json::from_str(out.lines().last().unwrap_or_else(|| panic!("no output; stderr {err}"))).unwrap();
+    let v: Value =
+        serde_json::from_str(out.lines().last().unwrap_or_else(|| panic!("no output; stderr {err}"))).unwrap();
     assert_eq!(v["event"], "sites", "{v}");
     v
 }
 
 fn frames(site: &Value) -> Vec<String> {
-    site["frames"].as_array().unwrap_or_else(|| panic!("no frames: {site}")).iter().map(|f| f.as_str().unwrap().to_string()).collect()
+    site["frames"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no frames: {site}"))
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The first (largest attributable) site of a `sites` table.
@@ -134,7 +152,14 @@ fn sites_default_mode_names_the_leaking_function() {
     }
     let l = Leaker::start(Command::new(leaker(false)).args(["60"]));
     let folded = workdir().join("leaker.folded");
-    let v = sites(&["--pid", &l.pid(), "--duration", "6", "--folded", folded.to_str().unwrap()]);
+    let v = sites(&[
+        "--pid",
+        &l.pid(),
+        "--duration",
+        "6",
+        "--folded",
+        folded.to_str().unwrap(),
+    ]);
     assert_eq!(v["mode"], "growth");
     let t = top(&v);
     let f = frames(t);
@@ -143,18 +168,61 @@ fn sites_default_mode_names_the_leaking_function() {
     // ~2 MiB/s for 6 s, seen through 1-in-N fault samples.
     let b = t["bytes"].as_u64().unwrap();
     assert!((3 * MIB..40 * MIB).contains(&b), "top site bytes {b}: {v}");
-    assert_eq!(t["bytes"].as_u64(), Some(t["grown_bytes"].as_u64().unwrap() + t["fault_bytes"].as_u64().unwrap()));
+    assert_eq!(
+        t["bytes"].as_u64(),
+        Some(t["grown_bytes"].as_u64().unwrap() + t["fault_bytes"].as_u64().unwrap())
+    );
     // The short-lived objects are recycled: they do not grow the process.
-    for s in v["sites"].as_array().unwrap().iter().filter(|s| frames(s).iter().any(|x| x == "make_and_free")) {
-        assert!(s["bytes"].as_u64().unwrap() < b / 4, "make_and_free grew as much as the leak: {v}");
+    for s in v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| frames(s).iter().any(|x| x == "make_and_free"))
+    {
+        assert!(
+            s["bytes"].as_u64().unwrap() < b / 4,
+            "make_and_free grew as much as the leak: {v}"
+        );
     }
-    assert!(v["stack_collisions"].is_u64() && v["fault_samples"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["stack_collisions"].is_u64() && v["fault_samples"].as_u64().unwrap() > 0,
+        "{v}"
+    );
     // Folded stacks: outermost first, bytes last, the leak's line among them.
     let text = fs::read_to_string(&folded).unwrap();
-    let line = text.lines().find(|l| l.contains(LEAK_FN)).unwrap_or_else(|| panic!("no {LEAK_FN} in folded:\n{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains(LEAK_FN))
+        .unwrap_or_else(|| panic!("no {LEAK_FN} in folded:\n{text}"));
     let (stack, bytes) = line.rsplit_once(' ').unwrap();
     assert!(stack.ends_with(&format!("main;{LEAK_FN}")), "{line}");
     assert!(bytes.parse::<u64>().unwrap() > 0, "{line}");
+}
+
+#[test]
+fn sites_fault_sampling_falls_back_to_the_perf_event() {
+    if !bpf_available("sites_fault_sampling_falls_back_to_the_perf_event") {
+        return;
+    }
+    // Without raw_tp:rss_stat, the perf_event program on the page-fault counter samples.
+    let l = Leaker::start(Command::new(leaker(false)).args(["60"]));
+    let v = sites(&[
+        "--pid",
+        &l.pid(),
+        "--duration",
+        "5",
+        "--fault-sample",
+        "32",
+        "--pretend-missing",
+        "rss_stat",
+    ]);
+    assert_eq!(v["fault_sample"], 32);
+    let t = top(&v);
+    assert_eq!(frames(t)[0], LEAK_FN, "top site {t}; table {v}");
+    assert!(
+        t["fault_bytes"].as_u64().unwrap() > 0 && t["fault_bytes"].as_u64().unwrap() % (32 * 4096) == 0,
+        "{t}"
+    );
 }
 
 #[test]
@@ -175,7 +243,10 @@ fn sites_malloc_mode_names_the_leaking_function() {
     assert_eq!(b, n * (2048 * 1024 / 100), "bytes are whole 20 KiB allocations: {t}");
     // What is allocated and freed leaves (almost) nothing outstanding; the cache is bounded.
     for s in v["sites"].as_array().unwrap().iter().skip(1) {
-        assert!(s["bytes"].as_u64().unwrap() <= 2 * MIB, "another site holds as much: {v}");
+        assert!(
+            s["bytes"].as_u64().unwrap() <= 2 * MIB,
+            "another site holds as much: {v}"
+        );
     }
 }
 
@@ -187,10 +258,20 @@ fn sites_of_a_stripped_binary_are_module_offsets() {
     let l = Leaker::start(Command::new(leaker(true)).args(["60"]));
     let v = sites(&["--pid", &l.pid(), "--duration", "5"]);
     let f = frames(top(&v));
-    let is_offset = |s: &str| s.strip_prefix("leaker-stripped+0x").is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
-    assert!(is_offset(&f[0]), "top frame {:?} is not leaker-stripped+0x...: {v}", f[0]);
+    let is_offset = |s: &str| {
+        s.strip_prefix("leaker-stripped+0x")
+            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    assert!(
+        is_offset(&f[0]),
+        "top frame {:?} is not leaker-stripped+0x...: {v}",
+        f[0]
+    );
     assert!(is_offset(&f[1]), "caller frame {:?}: {f:?}", f[1]);
-    assert!(!f.iter().any(|x| x.contains(LEAK_FN)), "a stripped binary cannot name it: {f:?}");
+    assert!(
+        !f.iter().any(|x| x.contains(LEAK_FN)),
+        "a stripped binary cannot name it: {f:?}"
+    );
 }
 
 #[test]
@@ -201,13 +282,19 @@ fn sites_rust_frames_are_demangled() {
     let l = Leaker::start(Command::new(rust_leaker()).args(["60"]));
     let v = sites(&["--pid", &l.pid(), "--duration", "5"]);
     let f = frames(top(&v));
-    assert_eq!(f[0], "rust_leaker::leak_vec_forever", "top site frames {f:?}; table {v}");
+    assert_eq!(
+        f[0], "rust_leaker::leak_vec_forever",
+        "top site frames {f:?}; table {v}"
+    );
     assert!(f.iter().any(|x| x == "rust_leaker::main"), "{f:?}");
     for x in &f {
         // Legacy mangling `_ZN...17h<16 hex>E`, v0 `_R...`, or a demangled name keeping its hash.
         let last = x.rsplit("::").next().unwrap_or(x);
         let hash = last.len() == 17 && last.starts_with('h') && last[1..].chars().all(|c| c.is_ascii_hexdigit());
-        assert!(!x.contains("_ZN") && !x.starts_with("_R") && !hash, "mangled frame {x:?} in {f:?}");
+        assert!(
+            !x.contains("_ZN") && !x.starts_with("_R") && !hash,
+            "mangled frame {x:?} in {f:?}"
+        );
     }
 }
 
@@ -225,7 +312,9 @@ fn sites_in_the_watch_verdict() {
         assert!(code == 0 || code == 3, "watch {extra:?}: {code} {err}");
         let verdict: Value = serde_json::from_str(out.lines().last().expect("a verdict")).unwrap();
         assert_eq!(verdict["event"], "verdict");
-        let sites = verdict["top_sites"].as_array().unwrap_or_else(|| panic!("no top_sites: {verdict}"));
+        let sites = verdict["top_sites"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no top_sites: {verdict}"));
         assert!(!sites.is_empty() && sites.len() <= 5, "{verdict}");
         assert_eq!(frames(&sites[0])[0], LEAK_FN, "watch {extra:?}: {verdict}");
         assert!(sites[0]["bytes"].as_u64().unwrap() >= 2 * MIB, "{verdict}");
@@ -240,17 +329,32 @@ fn sites_in_the_oom_report_with_run_stacks() {
     }
     let dir = tempdir("sites-oom");
     let cg = MemCgroup::new("leaktrace-test-sites-oom", 96 * MIB);
-    let agent = Agent::start(&["run", "--json", "--stacks", "--comm", "leaker", "--report-dir", &dir], "leaktrace: running");
+    let agent = Agent::start(
+        &["run", "--json", "--stacks", "--comm", "leaker", "--report-dir", &dir],
+        "leaktrace: running",
+    );
     // 16 MiB/s in a 96 MiB cgroup: killed after ~5 s.
-    let script = format!("echo $$ > {} && exec {} 60 16384", cg.procs_file(), leaker(false).display());
-    let mut child = Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).spawn().unwrap();
+    let script = format!(
+        "echo $$ > {} && exec {} 60 16384",
+        cg.procs_file(),
+        leaker(false).display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let st = child.wait().unwrap();
     assert!(!st.success(), "the leaker should be OOM-killed, got {st}");
-    let kill = agent.wait_for("oom_kill", Duration::from_secs(10), |v| v["event"] == "oom_kill" && v["pid"] == pid);
+    let kill = agent.wait_for("oom_kill", Duration::from_secs(10), |v| {
+        v["event"] == "oom_kill" && v["pid"] == pid
+    });
     let _ = agent.stop();
     let r: Value = serde_json::from_slice(&fs::read(kill["report"].as_str().expect("report path")).unwrap()).unwrap();
-    let sites = r["top_sites"].as_array().unwrap_or_else(|| panic!("no top_sites in report {r}"));
+    let sites = r["top_sites"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no top_sites in report {r}"));
     assert!(!sites.is_empty(), "empty top_sites: {r}");
     assert_eq!(frames(&sites[0])[0], LEAK_FN, "victim's top site: {}", r["top_sites"]);
     assert!(sites[0]["bytes"].as_u64().unwrap() >= 16 * MIB, "{}", r["top_sites"]);

@@ -91,9 +91,7 @@ impl Tmux {
     fn keys(&self, keys: &[&str]) {
         for k in keys {
             assert!(
-                self.run(&["send-keys", "-t", &self.session, k])
-                    .status
-                    .success(),
+                self.run(&["send-keys", "-t", &self.session, k]).status.success(),
                 "send-keys {k}"
             );
             thread::sleep(Duration::from_millis(30));
@@ -101,24 +99,13 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .run(&["capture-pane", "-p", "-t", &self.session])
-                .stdout,
-        )
-        .into_owned()
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", &self.session]).stdout).into_owned()
     }
 
     fn alternate_screen(&self) -> bool {
         String::from_utf8_lossy(
             &self
-                .run(&[
-                    "display-message",
-                    "-p",
-                    "-t",
-                    &self.session,
-                    "#{alternate_on}",
-                ])
+                .run(&["display-message", "-p", "-t", &self.session, "#{alternate_on}"])
                 .stdout,
         )
         .trim()
@@ -177,10 +164,7 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
     tmux.wait("the view", Duration::from_secs(60), |s| {
         s.contains("leaktrace top") && s.contains("processes tracked")
     });
-    assert!(
-        tmux.alternate_screen(),
-        "top should draw on the alternate screen"
-    );
+    assert!(tmux.alternate_screen(), "top should draw on the alternate screen");
 
     let leak = Workload(
         Command::new(workload())
@@ -191,16 +175,11 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
     );
     let pid = leak.0.id();
     let start = Instant::now();
-    let s = tmux.wait(
-        &format!("a mountain row for pid {pid}"),
-        Duration::from_secs(35),
-        |s| row_of(s, pid).is_some_and(|r| r.contains("mountain")),
-    );
+    let s = tmux.wait(&format!("a mountain row for pid {pid}"), Duration::from_secs(35), |s| {
+        row_of(s, pid).is_some_and(|r| r.contains("mountain"))
+    });
     let row = row_of(&s, pid).unwrap();
-    eprintln!(
-        "mountain after {:.1}s; screen:\n{s}",
-        start.elapsed().as_secs_f64()
-    );
+    eprintln!("mountain after {:.1}s; screen:\n{s}", start.elapsed().as_secs_f64());
     assert!(
         row.contains("lt-workload") && row.contains("/s") && row.contains('█'),
         "{row}"
@@ -219,9 +198,7 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
 
     // s cycles the sort.
     tmux.keys(&["s"]);
-    tmux.wait("sort: rss", Duration::from_secs(3), |s| {
-        s.contains("sort: rss")
-    });
+    tmux.wait("sort: rss", Duration::from_secs(3), |s| s.contains("sort: rss"));
     tmux.keys(&["s", "s", "s"]);
     tmux.wait("sort: growth again", Duration::from_secs(3), |s| {
         s.contains("sort: growth")
@@ -244,17 +221,12 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
         s.contains("filter: zzz") && row_of(s, pid).is_none()
     });
     assert!(s.contains("no process matches `zzz`"), "{s}");
-    assert!(
-        s.contains("sort: growth"),
-        "typing the filter changed the sort:\n{s}"
-    );
+    assert!(s.contains("sort: growth"), "typing the filter changed the sort:\n{s}");
     // Esc while typing clears the filter (and does not quit).
     tmux.keys(&["/", "Escape"]);
-    tmux.wait(
-        "the row back after clearing the filter",
-        Duration::from_secs(3),
-        |s| !s.contains("filter:") && row_of(s, pid).is_some(),
-    );
+    tmux.wait("the row back after clearing the filter", Duration::from_secs(3), |s| {
+        !s.contains("filter:") && row_of(s, pid).is_some()
+    });
 
     // p freezes the display, the monitor keeps going; p again resumes.
     tmux.keys(&["p"]);
@@ -268,24 +240,17 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
         s.contains("terminal too small: need 60x10")
     });
     tmux.run(&["resize-window", "-t", "top", "-x", "200", "-y", "50"]);
-    tmux.wait(
-        "the view after resizing back",
-        Duration::from_secs(3),
-        |s| row_of(s, pid).is_some(),
-    );
+    tmux.wait("the view after resizing back", Duration::from_secs(3), |s| {
+        row_of(s, pid).is_some()
+    });
 
     // q quits cleanly and gives the terminal back: main screen, and cooked mode (sh only runs a
     // line when the terminal turns Enter into a newline again).
     let quit = Instant::now();
     tmux.keys(&["q"]);
-    tmux.wait("TOP_EXIT=0", Duration::from_secs(15), |s| {
-        s.contains("TOP_EXIT=0")
-    });
+    tmux.wait("TOP_EXIT=0", Duration::from_secs(15), |s| s.contains("TOP_EXIT=0"));
     eprintln!("exited {:.2}s after q", quit.elapsed().as_secs_f64());
-    assert!(
-        !tmux.alternate_screen(),
-        "still on the alternate screen after quitting"
-    );
+    assert!(!tmux.alternate_screen(), "still on the alternate screen after quitting");
     tmux.type_text("echo TTY_$((20+22))");
     tmux.keys(&["Enter"]);
     tmux.wait("the shell to run a command", Duration::from_secs(5), |s| {
@@ -293,10 +258,7 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
             .any(|l| l.trim() == "TTY_42" || l.trim_end().ends_with(" TTY_42"))
     });
     let s = tmux.screen();
-    assert!(
-        !s.contains("PID COMM"),
-        "the view was left on the screen:\n{s}"
-    );
+    assert!(!s.contains("PID COMM"), "the view was left on the screen:\n{s}");
 }
 
 #[test]
@@ -314,11 +276,7 @@ fn top_refuses_a_stdout_that_is_not_a_terminal() {
     assert!(err.contains("terminal"), "{err}");
 
     let (code, out, err) = run_agent(&["top"]);
-    assert_eq!(
-        (code, out.as_str(), err.lines().count()),
-        (2, "", 1),
-        "{err}"
-    );
+    assert_eq!((code, out.as_str(), err.lines().count()), (2, "", 1), "{err}");
     let (code, _, err) = run_agent(&["top", "--interval", "0"]);
     assert_eq!((code, err.lines().count()), (2, 1), "{err}");
 }

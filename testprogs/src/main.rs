@@ -20,8 +20,7 @@
 //!                                     stdin is closed (at least MIN); prints their pids
 //! Before the mode: `--cgroup PROCS_FILE` joins a cgroup, `--oom-score-adj N` sets the OOM score.
 use std::{
-    env,
-    fs,
+    env, fs,
     process::exit,
     thread::sleep,
     time::{Duration, Instant},
@@ -44,7 +43,14 @@ fn num<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
 fn map_touched(len: usize) -> *mut u8 {
     // SAFETY: plain anonymous mmap; checked for MAP_FAILED.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if p == libc::MAP_FAILED {
         die("mmap failed");
@@ -108,7 +114,8 @@ fn spine(args: &[String]) {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let exe = env::current_exe().unwrap_or_else(|_| die("no current_exe"));
-    let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(exe).args(["exit", &code.to_string()]));
+    let err =
+        std::os::unix::process::CommandExt::exec(std::process::Command::new(exe).args(["exit", &code.to_string()]));
     die(&format!("exec failed: {err}"));
 }
 
@@ -124,18 +131,27 @@ fn main() {
     loop {
         match args.first().map(String::as_str) {
             Some("--cgroup") => {
-                let file = args.get(1).cloned().unwrap_or_else(|| die("--cgroup needs a cgroup.procs path"));
-                fs::write(&file, std::process::id().to_string()).unwrap_or_else(|e| die(&format!("joining {file}: {e}")));
+                let file = args
+                    .get(1)
+                    .cloned()
+                    .unwrap_or_else(|| die("--cgroup needs a cgroup.procs path"));
+                fs::write(&file, std::process::id().to_string())
+                    .unwrap_or_else(|e| die(&format!("joining {file}: {e}")));
             }
             Some("--oom-score-adj") => {
-                let v = args.get(1).cloned().unwrap_or_else(|| die("--oom-score-adj needs a value"));
+                let v = args
+                    .get(1)
+                    .cloned()
+                    .unwrap_or_else(|| die("--oom-score-adj needs a value"));
                 fs::write("/proc/self/oom_score_adj", &v).unwrap_or_else(|e| die(&format!("oom_score_adj {v}: {e}")));
             }
             _ => break,
         }
         args.drain(..2);
     }
-    let Some(mode) = args.first().cloned() else { die("usage: lt-workload MODE [ARGS] (see source)") };
+    let Some(mode) = args.first().cloned() else {
+        die("usage: lt-workload MODE [ARGS] (see source)")
+    };
     let a = &args[1..];
     match mode.as_str() {
         "spine" => spine(a),
@@ -143,7 +159,9 @@ fn main() {
         "threads" => {
             // Start N threads that each live briefly; then fork one child that exits 0.
             let n: usize = num(a, 0, "N");
-            let hs: Vec<_> = (0..n).map(|_| std::thread::spawn(|| sleep(Duration::from_millis(200)))).collect();
+            let hs: Vec<_> = (0..n)
+                .map(|_| std::thread::spawn(|| sleep(Duration::from_millis(200))))
+                .collect();
             for h in hs {
                 let _ = h.join();
             }
@@ -182,7 +200,11 @@ fn main() {
             let count: usize = num(a, 0, "COUNT");
             let mut p = map_touched(64 << 10);
             for i in 0..count {
-                let (from, to, flags) = if i % 2 == 0 { (64 << 10, 128 << 10, libc::MREMAP_MAYMOVE) } else { (128 << 10, 64 << 10, 0) };
+                let (from, to, flags) = if i % 2 == 0 {
+                    (64 << 10, 128 << 10, libc::MREMAP_MAYMOVE)
+                } else {
+                    (128 << 10, 64 << 10, 0)
+                };
                 // SAFETY: p is our mapping of `from` bytes.
                 let q = unsafe { libc::mremap(p.cast(), from, to, flags) };
                 if q == libc::MAP_FAILED {
@@ -264,7 +286,16 @@ fn main() {
             let count: usize = num(a, 0, "COUNT");
             for _ in 0..count {
                 // SAFETY: anonymous mapping, never touched, unmapped at once.
-                let p = unsafe { libc::mmap(std::ptr::null_mut(), 64 << 10, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        64 << 10,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
                 if p == libc::MAP_FAILED {
                     die("mmap failed");
                 }
@@ -307,7 +338,11 @@ fn main() {
             let mut open = true;
             while open || pids.len() < min {
                 if open {
-                    let mut p = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+                    let mut p = libc::pollfd {
+                        fd: 0,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
                     // SAFETY: one valid pollfd; a zero timeout never blocks.
                     if unsafe { libc::poll(&mut p, 1, 0) } > 0 {
                         let mut b = [0u8; 64];

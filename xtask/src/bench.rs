@@ -40,11 +40,7 @@ pub struct BenchArgs {
     #[arg(long, hide = true)]
     pub no_build: bool,
     /// Extra arguments for the benchmark runner. Put them after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     pub args: Vec<String>,
 }
 
@@ -75,9 +71,7 @@ impl Options {
             } else if a == "no-capacity" {
                 o.capacity = false;
             } else {
-                bail!(
-                    "unknown benchmark argument `{a}` (accepted: rounds=N, only=WORKLOAD[,WORKLOAD], no-capacity)"
-                );
+                bail!("unknown benchmark argument `{a}` (accepted: rounds=N, only=WORKLOAD[,WORKLOAD], no-capacity)");
             }
         }
         Ok(o)
@@ -110,8 +104,7 @@ fn quiet_gate(ctx: &Ctx) -> (f64, usize) {
         let quiet = (busy.is_nan() || busy <= QUIET_PCT) && foreign.is_empty();
         let waited = start.elapsed();
         if quiet || waited >= ctx.quiet_wait || waited >= ctx.quiet_budget.get() {
-            ctx.quiet_budget
-                .set(ctx.quiet_budget.get().saturating_sub(waited));
+            ctx.quiet_budget.set(ctx.quiet_budget.get().saturating_sub(waited));
             if said {
                 log(&format!(
                     "  machine {busy:.0} % busy, {} other tracing agent(s), after waiting {:.0} s (wait budget left: {:.0} s)",
@@ -123,10 +116,7 @@ fn quiet_gate(ctx: &Ctx) -> (f64, usize) {
             return (busy, foreign.len());
         }
         if !said {
-            let who: Vec<String> = foreign
-                .iter()
-                .map(|(p, c)| format!("{c} (pid {p})"))
-                .collect();
+            let who: Vec<String> = foreign.iter().map(|(p, c)| format!("{c} (pid {p})")).collect();
             log(&format!(
                 "  machine {busy:.0} % busy with other work{}: waiting (up to {} s)",
                 if who.is_empty() {
@@ -134,9 +124,7 @@ fn quiet_gate(ctx: &Ctx) -> (f64, usize) {
                 } else {
                     format!(", other tracing agents running: {}", who.join(", "))
                 },
-                ctx.quiet_wait
-                    .as_secs()
-                    .min(ctx.quiet_budget.get().as_secs())
+                ctx.quiet_wait.as_secs().min(ctx.quiet_budget.get().as_secs())
             ));
             said = true;
         }
@@ -160,9 +148,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let prefix = privilege::root_prefix(&env)?;
             let exe = std::env::current_exe().context("cannot locate the xtask binary")?;
             let mut cmd = Command::new(&prefix[0]);
-            cmd.args(&prefix[1..])
-                .arg(exe)
-                .args(["bench", "--no-build"]);
+            cmd.args(&prefix[1..]).arg(exe).args(["bench", "--no-build"]);
             if args.quick {
                 cmd.arg("--quick");
             }
@@ -202,14 +188,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             );
         }
     }
-    let results = measure(
-        &project,
-        &opts,
-        args.quick,
-        &leaktrace,
-        &workload_bin,
-        started,
-    )?;
+    let results = measure(&project, &opts, args.quick, &leaktrace, &workload_bin, started)?;
 
     if args.json {
         println!("{}", serde_json::to_string(&report::to_json(&results))?);
@@ -269,9 +248,7 @@ fn ensure_tool(program: &str, package: &str, apt_updated: &mut bool) -> Option<P
     }
     sys::which("apt-get")?;
     let install = || {
-        log(&format!(
-            "{program} is missing: apt-get install -y {package}"
-        ));
+        log(&format!("{program} is missing: apt-get install -y {package}"));
         Command::new("apt-get")
             .args(["install", "-y", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -294,9 +271,7 @@ fn ensure_tool(program: &str, package: &str, apt_updated: &mut bool) -> Option<P
     }
     let found = sys::which(program);
     if found.is_none() {
-        log(&format!(
-            "{program} is still missing; its arm/workload will fail"
-        ));
+        log(&format!("{program} is still missing; its arm/workload will fail"));
     }
     found
 }
@@ -382,16 +357,10 @@ fn measure(
 
     let workloads: Vec<Workload> = workload::all(&sizes, nproc)
         .into_iter()
-        .filter(|w| {
-            opts.only
-                .as_ref()
-                .is_none_or(|o| o.iter().any(|k| k == w.key))
-        })
+        .filter(|w| opts.only.as_ref().is_none_or(|o| o.iter().any(|k| k == w.key)))
         .collect();
     if workloads.is_empty() {
-        bail!(
-            "`only=` selected no workload (known: idle, faults, faults_per_cpu, mmaps, forkexec, redis)"
-        );
+        bail!("`only=` selected no workload (known: idle, faults, faults_per_cpu, mmaps, forkexec, redis)");
     }
     let arms: Vec<Arm> = Arm::ALL.into_iter().filter(|a| a.implemented()).collect();
     let mut runs = Vec::new();
@@ -409,8 +378,7 @@ fn measure(
             "capacity: k = {:?} mmap storms of {} pairs each, with exit churn",
             plan.ks, plan.calls
         ));
-        capacity::run(&plan, leaktrace, workload_bin, &scratch.0, &log)
-            .map_err(|e| format!("{e:#}"))
+        capacity::run(&plan, leaktrace, workload_bin, &scratch.0, &log).map_err(|e| format!("{e:#}"))
     } else {
         Err("skipped (no-capacity)".into())
     };
@@ -485,17 +453,7 @@ fn run_workload(
             }
             let tag = format!("{}-{}-{round}", w.key, arm.key());
             let (busy, foreign) = quiet_gate(ctx);
-            match one_run(
-                w,
-                arm,
-                ctx,
-                tools,
-                &state,
-                scratch,
-                &tag,
-                round,
-                (busy, foreign),
-            ) {
+            match one_run(w, arm, ctx, tools, &state, scratch, &tag, round, (busy, foreign)) {
                 Ok(sample) => {
                     let vals: Vec<String> = sample
                         .values
@@ -510,10 +468,7 @@ fn run_workload(
                         })
                         .collect();
                     let cost = sample.cost.as_ref().map_or(String::new(), |c| {
-                        format!(
-                            " (agent {:.2} % CPU, {:.1} MiB peak)",
-                            c.cpu_pct, c.peak_rss_mib
-                        )
+                        format!(" (agent {:.2} % CPU, {:.1} MiB peak)", c.cpu_pct, c.peak_rss_mib)
                     });
                     log(&format!(
                         "  round {}/{rounds} {:<22} {}{cost} [machine {:.0} % busy before, {:.0} % during]",
@@ -605,10 +560,7 @@ mod tests {
     fn options() {
         let o = Options::parse(&["rounds=3".into(), "only=faults,redis".into()]).unwrap();
         assert_eq!(o.rounds, Some(3));
-        assert_eq!(
-            o.only.as_deref(),
-            Some(&["faults".to_owned(), "redis".to_owned()][..])
-        );
+        assert_eq!(o.only.as_deref(), Some(&["faults".to_owned(), "redis".to_owned()][..]));
         assert!(!o.is_default());
         assert!(Options::parse(&[]).unwrap().is_default());
         assert!(Options::parse(&["rounds=0".into()]).is_err());

@@ -53,10 +53,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Setup => setup::ensure(&util::Project::locate()).map(|env| {
             println!("xtask: PATH={}", env.path.to_string_lossy());
-            println!(
-                "xtask: LD_LIBRARY_PATH={}",
-                env.ld_library_path.to_string_lossy()
-            );
+            println!("xtask: LD_LIBRARY_PATH={}", env.ld_library_path.to_string_lossy());
         }),
     };
     match result {
@@ -80,9 +77,7 @@ mod tests {
 
     #[test]
     fn run_args() {
-        let Command::Run(a) = parse(&["run"]) else {
-            panic!()
-        };
+        let Command::Run(a) = parse(&["run"]) else { panic!() };
         assert!(!a.release && a.args.is_empty());
         let Command::Run(a) = parse(&["run", "--release", "--", "trace", "--pid", "5"]) else {
             panic!()
@@ -99,9 +94,7 @@ mod tests {
 
     #[test]
     fn test_args() {
-        let Command::Test(a) = parse(&["test"]) else {
-            panic!()
-        };
+        let Command::Test(a) = parse(&["test"]) else { panic!() };
         assert!(!a.unit && a.extra.is_empty());
         let Command::Test(a) = parse(&["test", "--", "oom"]) else {
             panic!()

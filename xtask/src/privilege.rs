@@ -49,13 +49,7 @@ pub fn root_prefix(env: &Env) -> Result<Vec<std::ffi::OsString>> {
     path_kv.push(&env.path);
     let mut ld_kv = std::ffi::OsString::from("LD_LIBRARY_PATH=");
     ld_kv.push(&env.ld_library_path);
-    Ok(vec![
-        sudo.into_os_string(),
-        "-E".into(),
-        "env".into(),
-        path_kv,
-        ld_kv,
-    ])
+    Ok(vec![sudo.into_os_string(), "-E".into(), "env".into(), path_kv, ld_kv])
 }
 
 /// A command that runs `program` as root with the project's environment.

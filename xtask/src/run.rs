@@ -15,11 +15,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub release: bool,
     /// Arguments for the agent (default: `run`). Put them after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     pub args: Vec<String>,
 }
 
@@ -39,10 +35,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let binary = project.target_dir.join(profile).join("leaktrace");
     if !binary.is_file() {
-        bail!(
-            "the build succeeded but {} does not exist",
-            binary.display()
-        );
+        bail!("the build succeeded but {} does not exist", binary.display());
     }
     let agent_args = if args.args.is_empty() {
         vec!["run".to_owned()]

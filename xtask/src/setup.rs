@@ -78,11 +78,7 @@ fn build_env(project: &Project, nightly: &Nightly) -> Env {
     let tools_bin = project.tools_dir.join("bin");
     let mut path = vec![tools_bin.clone()];
     if let Some(old) = std::env::var_os("PATH") {
-        path.extend(
-            util::split_paths(&old)
-                .into_iter()
-                .filter(|p| *p != tools_bin),
-        );
+        path.extend(util::split_paths(&old).into_iter().filter(|p| *p != tools_bin));
     }
     let llvm_lib = nightly.lib_dir();
     let mut ld = Vec::new();
@@ -288,10 +284,7 @@ fn bpf_linker(project: &Project, nightly: &Nightly, env: &Env) -> Result<()> {
     }
 
     step(
-        &format!(
-            "bpf-linker (building with cargo install, LLVM {})",
-            nightly.llvm_major
-        ),
+        &format!("bpf-linker (building with cargo install, LLVM {})", nightly.llvm_major),
         || {
             let start = Instant::now();
             build_bpf_linker(project, nightly, &bin, &stamp_path)?;
@@ -304,12 +297,8 @@ fn bpf_linker(project: &Project, nightly: &Nightly, env: &Env) -> Result<()> {
                     bin.display()
                 )
             })?;
-            fs::write(&stamp_path, &stamp)
-                .with_context(|| format!("cannot write {}", stamp_path.display()))?;
-            Ok((
-                (),
-                format!("ok (built in {}, {version})", util::secs(start)),
-            ))
+            fs::write(&stamp_path, &stamp).with_context(|| format!("cannot write {}", stamp_path.display()))?;
+            Ok(((), format!("ok (built in {}, {version})", util::secs(start))))
         },
     )
 }
@@ -320,12 +309,7 @@ fn linker_version(bin: &Path, env: &Env) -> Result<String> {
     Ok(out.trim().to_owned())
 }
 
-fn build_bpf_linker(
-    project: &Project,
-    nightly: &Nightly,
-    bin: &Path,
-    stamp_path: &Path,
-) -> Result<()> {
+fn build_bpf_linker(project: &Project, nightly: &Nightly, bin: &Path, stamp_path: &Path) -> Result<()> {
     let tools = &project.tools_dir;
     fs::create_dir_all(tools).with_context(|| format!("cannot create {}", tools.display()))?;
     // A half-finished rebuild must never look cached.
@@ -336,8 +320,7 @@ fn build_bpf_linker(
     let libllvm = find_libllvm(&nightly.lib_dir())?;
     let prefix = tools.join("llvm");
     let prefix_lib = prefix.join("lib");
-    fs::create_dir_all(&prefix_lib)
-        .with_context(|| format!("cannot create {}", prefix_lib.display()))?;
+    fs::create_dir_all(&prefix_lib).with_context(|| format!("cannot create {}", prefix_lib.display()))?;
     let link = prefix_lib.join("libLLVM.so");
     if link.symlink_metadata().is_ok() {
         fs::remove_file(&link).with_context(|| format!("cannot remove {}", link.display()))?;
@@ -354,8 +337,7 @@ fn build_bpf_linker(
     }
 
     let log_path = tools.join("bpf-linker-build.log");
-    let log =
-        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut install = Command::new(util::cargo());
     install
         .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
@@ -396,8 +378,7 @@ fn build_bpf_linker(
 /// The nightly's libLLVM shared library: `libLLVM.so.<ver>` (preferred) or `libLLVM-<ver>.so`.
 /// Only real ELF files count (`libLLVM-*.so` is sometimes a tiny linker script).
 fn find_libllvm(lib_dir: &Path) -> Result<PathBuf> {
-    let entries =
-        fs::read_dir(lib_dir).with_context(|| format!("cannot list {}", lib_dir.display()))?;
+    let entries = fs::read_dir(lib_dir).with_context(|| format!("cannot list {}", lib_dir.display()))?;
     let mut candidates: Vec<(u8, String)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
@@ -527,10 +508,7 @@ mod tests {
         assert_eq!(n.commit_hash, "e50aa6fba4e63ab34c72bf9acfd2c307c1155d1a");
         assert_eq!(n.llvm_version, "22.1.4");
         assert_eq!(n.llvm_major, 22);
-        assert_eq!(
-            n.describe(),
-            "rustc 1.97.0-nightly e50aa6fba 2026-05-19, LLVM 22"
-        );
+        assert_eq!(n.describe(), "rustc 1.97.0-nightly e50aa6fba 2026-05-19, LLVM 22");
     }
 
     #[test]
@@ -547,11 +525,7 @@ mod tests {
         .unwrap();
         fs::write(dir.join("librustc_driver-x.so"), b"\x7fELF....").unwrap();
         assert!(find_libllvm(&dir).is_err());
-        fs::write(
-            dir.join("libLLVM.so.22.1-rust-1.97.0-nightly"),
-            b"\x7fELF....",
-        )
-        .unwrap();
+        fs::write(dir.join("libLLVM.so.22.1-rust-1.97.0-nightly"), b"\x7fELF....").unwrap();
         assert_eq!(
             find_libllvm(&dir).unwrap(),
             dir.join("libLLVM.so.22.1-rust-1.97.0-nightly")
@@ -562,10 +536,7 @@ mod tests {
     #[test]
     fn diagnoses_common_failures() {
         let n = nightly();
-        assert!(
-            diagnose("warning: spurious network error (3 tries remaining)", &n)
-                .contains("crates.io")
-        );
+        assert!(diagnose("warning: spurious network error (3 tries remaining)", &n).contains("crates.io"));
         assert!(diagnose("error: linker `cc` not found", &n).contains("C compiler"));
         assert!(diagnose("something else", &n).contains("see the log"));
     }

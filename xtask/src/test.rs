@@ -28,11 +28,7 @@ pub struct TestArgs {
     #[arg(long)]
     pub unit: bool,
     /// Extra arguments for the test harness, e.g. a test-name filter. Put them after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "EXTRA"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "EXTRA")]
     pub extra: Vec<String>,
 }
 
@@ -67,8 +63,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         // Build as the invoking user; only the test binaries run through sudo, via a
         // cargo target runner (so target/ never gets root-owned files).
         println!("xtask: not root, test binaries will run through sudo");
-        test.arg("--config")
-            .arg(runner_config(&host_triple()?, &prefix));
+        test.arg("--config").arg(runner_config(&host_triple()?, &prefix));
     }
     test.args(["--", "--test-threads=1"]).args(&args.extra);
     util::stage("tests", &mut test)
@@ -85,10 +80,7 @@ fn host_triple() -> Result<String> {
 
 /// `target.<host>.runner = ["sudo", "-E", "env", ...]` for `cargo --config`.
 fn runner_config(host: &str, prefix: &[OsString]) -> String {
-    let items: Vec<String> = prefix
-        .iter()
-        .map(|p| toml_string(&p.to_string_lossy()))
-        .collect();
+    let items: Vec<String> = prefix.iter().map(|p| toml_string(&p.to_string_lossy())).collect();
     format!("target.{host}.runner = [{}]", items.join(", "))
 }
 

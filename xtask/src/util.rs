@@ -31,9 +31,7 @@ impl Project {
                 } else {
                     // cargo resolves a relative CARGO_TARGET_DIR against its cwd,
                     // which is the caller's cwd (we inherit it).
-                    std::env::current_dir()
-                        .map(|cwd| cwd.join(&dir))
-                        .unwrap_or(dir)
+                    std::env::current_dir().map(|cwd| cwd.join(&dir)).unwrap_or(dir)
                 }
             }
             _ => root.join("target"),
@@ -150,11 +148,7 @@ pub fn stage(name: &str, cmd: &mut Command) -> Result<()> {
         Err(err) => bail!("could not start `{}`: {err}", display(cmd)),
     };
     if !status.success() {
-        bail!(
-            "{name} failed after {} ({status}): `{}`",
-            secs(start),
-            display(cmd)
-        );
+        bail!("{name} failed after {} ({status}): `{}`", secs(start), display(cmd));
     }
     println!("xtask: {name} ok ({})", secs(start));
     Ok(())

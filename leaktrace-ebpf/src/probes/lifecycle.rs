@@ -5,7 +5,9 @@
 //!   sched:sched_process_exec   filename(data_loc)@8 pid@12 old_pid@16
 //!   sched:sched_process_exit   comm[16]@8 pid@24 prio@28 group_dead(bool)@32
 //!   syscalls:sys_enter_exit_group error_code@16
-use aya_ebpf::{helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{
+    EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext,
+};
 use leaktrace_common::{EventKind, ExecEvent, ExitEvent, ForkEvent};
 
 use crate::{
@@ -52,7 +54,14 @@ fn try_process_fork(ctx: &TracePointContext) -> Result<u32, i64> {
     if flags.is_some_and(|f| f & CLONE_THREAD != 0) {
         return Ok(0); // a thread, not a process
     }
-    output(EventKind::Fork, ForkEvent { hdr: header(EventKind::Fork), child_pid: child, _pad: 0 });
+    output(
+        EventKind::Fork,
+        ForkEvent {
+            hdr: header(EventKind::Fork),
+            child_pid: child,
+            _pad: 0,
+        },
+    );
     Ok(0)
 }
 
@@ -62,7 +71,9 @@ pub fn process_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_process_exec(ctx: &TracePointContext) -> Result<u32, i64> {
-    let Some(mut e) = reserve::<ExecEvent>(EventKind::Exec) else { return Ok(0) };
+    let Some(mut e) = reserve::<ExecEvent>(EventKind::Exec) else {
+        return Ok(0);
+    };
     let loc = read(ctx, off!(exec_filename)) as u32;
     let ptr = e.as_mut_ptr();
     // SAFETY: `ptr` points at the reserved record; every field is written before submit.
@@ -90,7 +101,11 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let _ = PENDING.remove(&aya_ebpf::helpers::bpf_get_current_pid_tgid());
     let (tgid, tid) = pid_tgid();
     let group_dead = off!(exit_group_dead);
-    let last = if group_dead.present() { read(ctx, group_dead) != 0 } else { tgid == tid };
+    let last = if group_dead.present() {
+        read(ctx, group_dead) != 0
+    } else {
+        tgid == tid
+    };
     if !last {
         return Ok(0);
     }

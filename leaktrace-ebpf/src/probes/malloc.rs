@@ -28,7 +28,9 @@ fn pending(size: u64, memptr: u64) -> Result<u32, i64> {
     }
     let n = config().malloc_sample;
     if n > 1 {
-        let Some(t) = MALLOC_TICK.get_ptr_mut(0) else { return Ok(0) };
+        let Some(t) = MALLOC_TICK.get_ptr_mut(0) else {
+            return Ok(0);
+        };
         // SAFETY: per-CPU slot, only this CPU writes it while we run.
         let tick = unsafe {
             *t = (*t).wrapping_add(1);
@@ -50,17 +52,27 @@ fn release(tgid: u32, addr: u64) {
     }
     let key = AllocKey { addr, tgid, _pad: 0 };
     // SAFETY: the value is copied out before removal.
-    let Some(info) = (unsafe { ALLOCS.get(&key) }).copied() else { return };
+    let Some(info) = (unsafe { ALLOCS.get(&key) }).copied() else {
+        return;
+    };
     let _ = ALLOCS.remove(&key);
     // Freed on this CPU: subtract here (the entry may go negative; the agent sums CPUs).
     let neg = info.size.wrapping_neg();
-    upsert(&MALLOC_SITES, &site_key(tgid, info.stack_id), &MallocSite { bytes: neg, allocs: u64::MAX }, |v| {
-        // SAFETY: `v` points at the map value; two's-complement subtraction.
-        unsafe {
-            add(&raw mut (*v).bytes, neg);
-            add(&raw mut (*v).allocs, u64::MAX);
-        }
-    });
+    upsert(
+        &MALLOC_SITES,
+        &site_key(tgid, info.stack_id),
+        &MallocSite {
+            bytes: neg,
+            allocs: u64::MAX,
+        },
+        |v| {
+            // SAFETY: `v` points at the map value; two's-complement subtraction.
+            unsafe {
+                add(&raw mut (*v).bytes, neg);
+                add(&raw mut (*v).allocs, u64::MAX);
+            }
+        },
+    );
 }
 
 #[uprobe]
@@ -117,7 +129,9 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
 fn try_alloc_return(ctx: &RetProbeContext) -> Result<u32, i64> {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before removal.
-    let Some(p) = (unsafe { MALLOC_PENDING.get(&id) }).copied() else { return Ok(0) };
+    let Some(p) = (unsafe { MALLOC_PENDING.get(&id) }).copied() else {
+        return Ok(0);
+    };
     let _ = MALLOC_PENDING.remove(&id);
     let ret: u64 = ctx.ret();
     let addr = if p.memptr != 0 {
@@ -138,17 +152,33 @@ fn try_alloc_return(ctx: &RetProbeContext) -> Result<u32, i64> {
     release(tgid, addr);
     let stack = stack_id(ctx);
     let key = AllocKey { addr, tgid, _pad: 0 };
-    if ALLOCS.insert(&key, &AllocInfo { size: p.size, stack_id: stack, _pad: 0 }, 0).is_err() {
+    if ALLOCS
+        .insert(
+            &key,
+            &AllocInfo {
+                size: p.size,
+                stack_id: stack,
+                _pad: 0,
+            },
+            0,
+        )
+        .is_err()
+    {
         count(site_counter::ALLOCS_FULL);
         return Ok(0);
     }
     let size = p.size;
-    upsert(&MALLOC_SITES, &site_key(tgid, stack), &MallocSite { bytes: size, allocs: 1 }, |v| {
-        // SAFETY: `v` points at the map value.
-        unsafe {
-            add(&raw mut (*v).bytes, size);
-            add(&raw mut (*v).allocs, 1);
-        }
-    });
+    upsert(
+        &MALLOC_SITES,
+        &site_key(tgid, stack),
+        &MallocSite { bytes: size, allocs: 1 },
+        |v| {
+            // SAFETY: `v` points at the map value.
+            unsafe {
+                add(&raw mut (*v).bytes, size);
+                add(&raw mut (*v).allocs, 1);
+            }
+        },
+    );
     Ok(0)
 }

@@ -26,7 +26,11 @@ fn ok_addr(ret: i64) -> bool {
 #[inline(always)]
 fn save(kind: EventKind, args: [u64; 6]) -> Result<u32, i64> {
     let key = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    let call = PendingCall { kind: kind as u32, _pad: 0, args };
+    let call = PendingCall {
+        kind: kind as u32,
+        _pad: 0,
+        args,
+    };
     PENDING.insert(&key, &call, 0)?;
     Ok(0)
 }
@@ -70,7 +74,9 @@ pub fn mmap_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
-    let Some((a, ret)) = take(ctx, EventKind::Mmap) else { return Ok(0) };
+    let Some((a, ret)) = take(ctx, EventKind::Mmap) else {
+        return Ok(0);
+    };
     // Growth for allocation sites: anonymous, accessible mappings (not PROT_NONE reservations).
     if ok_addr(ret) && a[3] & MAP_ANONYMOUS != 0 && a[2] != 0 {
         sites::record(ctx, pid_tgid().0, a[1]);
@@ -97,7 +103,10 @@ pub fn munmap_enter(ctx: TracePointContext) -> u32 {
 }
 
 fn try_munmap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
-    save(EventKind::Munmap, [read(ctx, off!(munmap_addr)), read(ctx, off!(munmap_len)), 0, 0, 0, 0])
+    save(
+        EventKind::Munmap,
+        [read(ctx, off!(munmap_addr)), read(ctx, off!(munmap_len)), 0, 0, 0, 0],
+    )
 }
 
 #[tracepoint]
@@ -106,8 +115,18 @@ pub fn munmap_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_munmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
-    let Some((a, ret)) = take(ctx, EventKind::Munmap) else { return Ok(0) };
-    output(EventKind::Munmap, MunmapEvent { hdr: header(EventKind::Munmap), addr: a[0], len: a[1], ret });
+    let Some((a, ret)) = take(ctx, EventKind::Munmap) else {
+        return Ok(0);
+    };
+    output(
+        EventKind::Munmap,
+        MunmapEvent {
+            hdr: header(EventKind::Munmap),
+            addr: a[0],
+            len: a[1],
+            ret,
+        },
+    );
     Ok(0)
 }
 
@@ -126,7 +145,9 @@ pub fn brk_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_brk_exit(ctx: &TracePointContext) -> Result<u32, i64> {
-    let Some((a, ret)) = take(ctx, EventKind::Brk) else { return Ok(0) };
+    let Some((a, ret)) = take(ctx, EventKind::Brk) else {
+        return Ok(0);
+    };
     let hdr = header(EventKind::Brk);
     // SAFETY: the value is copied out.
     let old = unsafe { BRK_LAST.get(&hdr.pid) }.copied();
@@ -176,7 +197,9 @@ pub fn mremap_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mremap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
-    let Some((a, ret)) = take(ctx, EventKind::Mremap) else { return Ok(0) };
+    let Some((a, ret)) = take(ctx, EventKind::Mremap) else {
+        return Ok(0);
+    };
     if ok_addr(ret) && a[2] > a[1] {
         sites::record(ctx, pid_tgid().0, a[2] - a[1]);
     }

@@ -5,7 +5,9 @@
 //!
 //! Kernels before ~6.9 give only `pid`; absent fields are flagged in `present` and the agent fills
 //! them from /proc and the kernel log. The current task is the trigger, not the victim.
-use aya_ebpf::{helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{
+    EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext,
+};
 use leaktrace_common::{EventKind, Field, OomKillEvent, oom_field};
 
 use crate::{
@@ -27,7 +29,9 @@ fn field(ctx: &TracePointContext, f: Field, bit: u32, present: &mut u32) -> u64 
 }
 
 fn try_mark_victim(ctx: &TracePointContext) -> Result<u32, i64> {
-    let Some(mut e) = reserve::<OomKillEvent>(EventKind::OomKill) else { return Ok(0) };
+    let Some(mut e) = reserve::<OomKillEvent>(EventKind::OomKill) else {
+        return Ok(0);
+    };
     let mut present = 0u32;
     let ptr = e.as_mut_ptr();
     // SAFETY: `ptr` points at the reserved record; every field is written before submit.
@@ -45,7 +49,11 @@ fn try_mark_victim(ctx: &TracePointContext) -> Result<u32, i64> {
         let comm = off!(oom_comm);
         if comm.present() {
             // data_loc (size 4): low 16 bits offset of the string in the record; else an inline char[].
-            let at = if comm.size == 4 { read(ctx, comm) as u32 & 0xffff } else { comm.offset as u32 };
+            let at = if comm.size == 4 {
+                read(ctx, comm) as u32 & 0xffff
+            } else {
+                comm.offset as u32
+            };
             let src = (ctx.as_ptr() as *const u8).add(at as usize);
             if bpf_probe_read_kernel_str_bytes(src, &mut (*ptr).victim_comm).is_ok() {
                 present |= oom_field::COMM;

@@ -25,7 +25,9 @@ fn try_rss_stat(ctx: &RawTracePointContext) -> Result<i32, i64> {
     // Allocation sites: every Nth fault per CPU (stacks off: pruned by the verifier).
     sites::fault_tick(ctx, tgid);
     let epoch = RSS_EPOCH.get(0).copied().unwrap_or(0);
-    let Some(last) = RSS_LAST.get_ptr_mut(0) else { return Ok(0) };
+    let Some(last) = RSS_LAST.get_ptr_mut(0) else {
+        return Ok(0);
+    };
     // SAFETY: per-CPU slot, only this CPU touches it while we run.
     unsafe {
         if (*last).tgid == tgid && (*last).epoch == epoch {

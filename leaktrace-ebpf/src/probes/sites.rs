@@ -66,7 +66,12 @@ pub fn add(p: *mut u64, v: u64) {
 #[inline(always)]
 pub fn site_key(tgid: u32, stack_id: u32) -> SiteKey {
     // SAFETY: helper without preconditions.
-    SiteKey { tgid, stack_id, cpu: unsafe { bpf_get_smp_processor_id() }, _pad: 0 }
+    SiteKey {
+        tgid,
+        stack_id,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        _pad: 0,
+    }
 }
 
 /// This thread's user stack id; `NO_STACK` (counted) when it cannot be had.
@@ -75,7 +80,11 @@ pub fn stack_id<C: StackIdContext>(ctx: &C) -> u32 {
     match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
         Ok(id) => id as u32,
         Err(e) => {
-            count(if e == -EEXIST { site_counter::COLLISIONS } else { site_counter::STACK_ERRORS });
+            count(if e == -EEXIST {
+                site_counter::COLLISIONS
+            } else {
+                site_counter::STACK_ERRORS
+            });
             NO_STACK
         }
     }
@@ -102,7 +111,11 @@ pub fn upsert<V: Copy + 'static>(map: &HashMap<SiteKey, V>, key: &SiteKey, init:
 #[inline(always)]
 fn record_as<C: StackIdContext>(ctx: &C, tgid: u32, grown: u64, fault: u64) {
     let key = site_key(tgid, stack_id(ctx));
-    let init = SiteValue { grown_bytes: grown, fault_bytes: fault, events: 1 };
+    let init = SiteValue {
+        grown_bytes: grown,
+        fault_bytes: fault,
+        events: 1,
+    };
     upsert(&SITES, &key, &init, |v| {
         // SAFETY: `v` points at the map value.
         unsafe {

@@ -271,11 +271,7 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
     // The rise is measured from the floor after the start-up grace, in a
     // window that ends before the last one starts; short series skip the
     // grace.
-    let grace = if span >= p.grace + 2.0 * w {
-        p.grace
-    } else {
-        0.0
-    };
+    let grace = if span >= p.grace + 2.0 * w { p.grace } else { 0.0 };
     let early_end = (grace + w).min(span - w).max(grace);
     let early = window_min(&pts, grace, early_end)
         .or_else(|| pts.iter().find(|q| q.0 >= grace).map(|q| q.1))
@@ -330,14 +326,7 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
     verdict(Pattern::Flat, c, full_slope, n, span, p.leak_conf)
 }
 
-fn verdict(
-    pattern: Pattern,
-    confidence: f64,
-    growth: f64,
-    samples: usize,
-    span: f64,
-    leak_conf: f64,
-) -> Verdict {
+fn verdict(pattern: Pattern, confidence: f64, growth: f64, samples: usize, span: f64, leak_conf: f64) -> Verdict {
     let confidence = if confidence.is_finite() {
         confidence.clamp(0.0, 1.0)
     } else {
@@ -673,15 +662,8 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, sh: &Shape, p: &Params) -> Opt
     // Growth spread over several floor rises, not one jump (a step, or the
     // still-unconfirmed high phase of a tide at the end of the series). The
     // first rise is left out: it often holds the process start-up.
-    let max_jump = f[1..]
-        .windows(2)
-        .map(|q| q[1].1 - q[0].1)
-        .fold(0.0f64, f64::max);
-    let steps = if max_jump > 0.0 {
-        growth / max_jump
-    } else {
-        0.0
-    };
+    let max_jump = f[1..].windows(2).map(|q| q[1].1 - q[0].1).fold(0.0f64, f64::max);
+    let steps = if max_jump > 0.0 { growth / max_jump } else { 0.0 };
 
     let sig = if p.alpha > 0.0 {
         (1.0 - 0.2 * pval / p.alpha).clamp(0.0, 1.0)
@@ -732,10 +714,8 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, sh: &Shape, p: &Params) -> Opt
         hi - lo
     };
     let stalled = slope * tail >= 2.0 * sh.swing && tail_range < sh.swing;
-    let still_growing = slope > 0.0
-        && recent_slope > 0.0
-        && recent_slope >= p.min_rate.max(p.decel * slope)
-        && !stalled;
+    let still_growing =
+        slope > 0.0 && recent_slope > 0.0 && recent_slope >= p.min_rate.max(p.decel * slope) && !stalled;
     Some(TrendEval {
         conf,
         slope,
@@ -821,10 +801,8 @@ fn erfc(x: f64) -> f64 {
         return 2.0 - erfc(-x);
     }
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly =
+        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     (poly * (-x * x).exp()).clamp(0.0, 2.0)
 }
 
@@ -1054,21 +1032,13 @@ mod tests {
     #[test]
     fn leak_128kib_per_sec_flagged_within_90_samples() {
         for seed in 0..20 {
-            let s = series(240, seed, 64.0 * KIB, 0.05, |t| {
-                10.0 * MIB + 128.0 * KIB * t
-            });
+            let s = series(240, seed, 64.0 * KIB, 0.05, |t| 10.0 * MIB + 128.0 * KIB * t);
             let k = first_leak(&s).expect("never flagged");
             assert!(k <= 90, "seed {seed}: flagged only at sample {k}");
-            assert!(
-                k >= 30,
-                "seed {seed}: flagged at {k} before 4 MiB of growth"
-            );
+            assert!(k >= 30, "seed {seed}: flagged at {k} before 4 MiB of growth");
             // Near the threshold the flag may flicker for a few samples.
             for j in (k + 5).min(s.len())..=s.len() {
-                assert!(
-                    classify(&s[..j], &cfg()).leak,
-                    "seed {seed}: lost flag at {j}"
-                );
+                assert!(classify(&s[..j], &cfg()).leak, "seed {seed}: lost flag at {j}");
             }
             let v = classify(&s, &cfg());
             let r = v.growth_bytes_per_sec / (128.0 * KIB);
@@ -1140,10 +1110,7 @@ mod tests {
             .collect();
         let v = classify(&s, &cfg());
         assert!(v.leak, "{v:?}");
-        assert!(
-            (v.growth_bytes_per_sec / (2.0 * MIB) - 1.0).abs() < 0.05,
-            "{v:?}"
-        );
+        assert!((v.growth_bytes_per_sec / (2.0 * MIB) - 1.0).abs() < 0.05, "{v:?}");
         // Irregular intervals: the rate must come from time, not the index.
         let mut r = Rng::new(4);
         let mut t = 0.0;
@@ -1157,10 +1124,7 @@ mod tests {
         }
         let v = classify(&s, &cfg());
         assert!(v.leak, "{v:?}");
-        assert!(
-            (v.growth_bytes_per_sec / (256.0 * KIB) - 1.0).abs() < 0.05,
-            "{v:?}"
-        );
+        assert!((v.growth_bytes_per_sec / (256.0 * KIB) - 1.0).abs() < 0.05, "{v:?}");
         // Flat with gaps stays flat.
         let s: Vec<Sample> = (0..20)
             .chain(500..520)
@@ -1177,12 +1141,7 @@ mod tests {
     fn late_onset_leak_is_found_on_a_short_horizon() {
         // Flat for 600 s, then 256 KiB/s.
         let s = series(900, 5, 32.0 * KIB, 0.05, |t| {
-            50.0 * MIB
-                + if t > 600.0 {
-                    256.0 * KIB * (t - 600.0)
-                } else {
-                    0.0
-                }
+            50.0 * MIB + if t > 600.0 { 256.0 * KIB * (t - 600.0) } else { 0.0 }
         });
         let k = first_leak(&s).expect("never flagged");
         assert!((620..=700).contains(&k), "flagged at {k}");
@@ -1232,11 +1191,7 @@ mod tests {
     #[test]
     fn sawtooth_without_floor_growth_is_tidal() {
         let s = series(120, 7, 64.0 * KIB, 0.1, |t| {
-            if t.rem_euclid(4.0) < 2.0 {
-                55.0 * MIB
-            } else {
-                5.0 * MIB
-            }
+            if t.rem_euclid(4.0) < 2.0 { 55.0 * MIB } else { 5.0 * MIB }
         });
         assert_never_leak(&s, "sawtooth");
         assert_eq!(classify(&s, &cfg()).pattern, Pattern::Tidal);
@@ -1288,9 +1243,15 @@ mod tests {
 
     #[test]
     fn step_then_flat_is_plateau() {
-        let s = series(100, 2, 32.0 * KIB, 0.0, |t| {
-            if t < 20.0 { 10.0 * MIB } else { 60.0 * MIB }
-        });
+        let s = series(
+            100,
+            2,
+            32.0 * KIB,
+            0.0,
+            |t| {
+                if t < 20.0 { 10.0 * MIB } else { 60.0 * MIB }
+            },
+        );
         assert_never_leak(&s, "step");
         let v = classify(&s, &cfg());
         assert_eq!(v.pattern, Pattern::Plateau, "{v:?}");
@@ -1435,11 +1396,7 @@ mod tests {
             assert!(k <= 40, "flagged at {k}");
             for j in k..=s.len() {
                 let v = classify(&s[..j], &cfg());
-                assert_eq!(
-                    v.pattern,
-                    Pattern::Mountain,
-                    "seed {seed} prefix {j}: {v:?}"
-                );
+                assert_eq!(v.pattern, Pattern::Mountain, "seed {seed} prefix {j}: {v:?}");
             }
         }
     }
@@ -1448,12 +1405,7 @@ mod tests {
 
     #[test]
     fn pattern_names_round_trip() {
-        for p in [
-            Pattern::Flat,
-            Pattern::Tidal,
-            Pattern::Plateau,
-            Pattern::Mountain,
-        ] {
+        for p in [Pattern::Flat, Pattern::Tidal, Pattern::Plateau, Pattern::Mountain] {
             assert_eq!(p.to_string().parse::<Pattern>(), Ok(p));
             let j = serde_json::to_string(&p).unwrap();
             assert_eq!(j, format!("\"{p}\""));

@@ -10,7 +10,10 @@ use crate::{
 
 fn line(c: &Check, as_json: bool) {
     if as_json {
-        println!("{}", json!({"check": c.what, "status": c.status.to_string(), "detail": c.detail}));
+        println!(
+            "{}",
+            json!({"check": c.what, "status": c.status.to_string(), "detail": c.detail})
+        );
     } else {
         println!("{c}");
     }
@@ -28,7 +31,11 @@ pub fn run(args: DoctorArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
     checks.push(Check {
         what: "btf".into(),
         status: if btf.exists() { Status::Ok } else { Status::Fallback },
-        detail: if btf.exists() { btf.display().to_string() } else { "no /sys/kernel/btf/vmlinux; programs do not need CO-RE, so loading still works".into() },
+        detail: if btf.exists() {
+            btf.display().to_string()
+        } else {
+            "no /sys/kernel/btf/vmlinux; programs do not need CO-RE, so loading still works".into()
+        },
     });
     let mut can_run = privs.is_ok();
     if privs.is_ok() {
@@ -36,11 +43,19 @@ pub fn run(args: DoctorArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
             Ok(t) => checks.push(Check {
                 what: "tracefs".into(),
                 status: Status::Ok,
-                detail: format!("{}{}", t.root.display(), if t.mounted_by_us { " (mounted by leaktrace)" } else { "" }),
+                detail: format!(
+                    "{}{}",
+                    t.root.display(),
+                    if t.mounted_by_us { " (mounted by leaktrace)" } else { "" }
+                ),
             }),
             Err(e) => {
                 can_run = false;
-                checks.push(Check { what: "tracefs".into(), status: Status::Missing, detail: e.to_string() });
+                checks.push(Check {
+                    what: "tracefs".into(),
+                    status: Status::Missing,
+                    detail: e.to_string(),
+                });
             }
         }
         match probes::load(opts, false) {
@@ -57,11 +72,19 @@ pub fn run(args: DoctorArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 can_run = false;
-                checks.push(Check { what: "ebpf load".into(), status: Status::Missing, detail: format!("{e:#}") });
+                checks.push(Check {
+                    what: "ebpf load".into(),
+                    status: Status::Missing,
+                    detail: format!("{e:#}"),
+                });
             }
         }
     } else {
-        checks.push(Check { what: "probes".into(), status: Status::Missing, detail: "not checked: needs the privileges above".into() });
+        checks.push(Check {
+            what: "probes".into(),
+            status: Status::Missing,
+            detail: "not checked: needs the privileges above".into(),
+        });
     }
     for c in &checks {
         line(c, args.json);

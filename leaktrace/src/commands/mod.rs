@@ -23,27 +23,55 @@ pub struct UsageError(pub String);
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Syscall probes cost every syscall on the host something: on for the commands that look at
     // one process or at the raw stream, off for the host agent unless asked.
-    let opts = LoadOptions { pretend_missing: cli.pretend_missing, syscalls: true, sites: None };
+    let opts = LoadOptions {
+        pretend_missing: cli.pretend_missing,
+        syscalls: true,
+        sites: None,
+    };
     match cli.command {
         Command::Trace(a) => trace::run(a, &opts).await,
         Command::Run(a) => {
-            let sites = a.stacks.options(a.pids.is_empty() && a.comms.is_empty()).map_err(UsageError)?;
-            let opts = LoadOptions { syscalls: a.syscalls, sites, ..opts };
+            let sites = a
+                .stacks
+                .options(a.pids.is_empty() && a.comms.is_empty())
+                .map_err(UsageError)?;
+            let opts = LoadOptions {
+                syscalls: a.syscalls,
+                sites,
+                ..opts
+            };
             run::run(a, &opts).await
         }
         Command::Watch(a) => {
-            let opts = LoadOptions { sites: Some(a.malloc.options(&a.faults)), ..opts };
+            let opts = LoadOptions {
+                sites: Some(a.malloc.options(&a.faults)),
+                ..opts
+            };
             watch::run(a, &opts).await
         }
         Command::Sites(a) => {
-            let opts = LoadOptions { sites: Some(a.malloc.options(&a.faults)), ..opts };
+            let opts = LoadOptions {
+                sites: Some(a.malloc.options(&a.faults)),
+                ..opts
+            };
             sites::run(a, &opts).await
         }
         Command::Doctor(a) => doctor::run(a, &opts),
         Command::Oom(a) => oom::run(a),
         Command::Report(a) => report::run(a),
-        Command::Top(a) => top::run(a, &LoadOptions { syscalls: false, ..opts }).await,
-        Command::Completions(a) => crate::cli::completions(a.shell).map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Command::Top(a) => {
+            top::run(
+                a,
+                &LoadOptions {
+                    syscalls: false,
+                    ..opts
+                },
+            )
+            .await
+        }
+        Command::Completions(a) => crate::cli::completions(a.shell)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Man(a) => match crate::cli::man(a.subcommand.as_deref())? {
             true => Ok(ExitCode::SUCCESS),
             false => Err(UsageError(format!("no subcommand `{}`", a.subcommand.unwrap_or_default())).into()),

@@ -39,10 +39,7 @@ enum Entry {
         kernel: Option<KernelOomKill>,
     },
     /// A kill only the kernel log knows about.
-    Kernel {
-        kill: KernelOomKill,
-        time_unix_ms: u64,
-    },
+    Kernel { kill: KernelOomKill, time_unix_ms: u64 },
     /// A report file that cannot be read; time and pid from its name when it has the usual one.
     Broken {
         path: PathBuf,
@@ -101,10 +98,7 @@ impl Entry {
                     "lead_time_secs": r.lead_time_secs,
                 })
             }
-            Entry::Kernel {
-                kill: k,
-                time_unix_ms,
-            } => json!({
+            Entry::Kernel { kill: k, time_unix_ms } => json!({
                 "source": "kernel-log",
                 "time_unix_ms": time_unix_ms,
                 "time_utc": utc(*time_unix_ms),
@@ -138,10 +132,7 @@ impl Entry {
     fn human(&self) -> String {
         match self {
             Entry::Report { report, .. } => one_line(report),
-            Entry::Kernel {
-                kill: k,
-                time_unix_ms,
-            } => {
+            Entry::Kernel { kill: k, time_unix_ms } => {
                 let memcg = k.task_memcg.as_deref().or(k.oom_memcg.as_deref());
                 let place = match (k.scope, memcg) {
                     (OomScope::Memcg, Some(m)) => match k.oom_memcg.as_deref() {
@@ -152,16 +143,8 @@ impl Entry {
                     _ => "host".to_string(),
                 };
                 let anon = kb(k.anon_rss_kb).map_or_else(|| "?".to_string(), bytes);
-                let constraint = k
-                    .constraint
-                    .as_deref()
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default();
-                let comm: String = k
-                    .comm
-                    .chars()
-                    .map(|c| if c.is_control() { '?' } else { c })
-                    .collect();
+                let constraint = k.constraint.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+                let comm: String = k.comm.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
                 format!(
                     "{} UTC  pid {} ({comm})  {place}  anon-rss {anon}  \
                      kernel log only{constraint}, no leaktrace report",
@@ -225,12 +208,8 @@ fn merge(
                 .iter_mut()
                 .filter_map(|e| match e {
                     Entry::Report {
-                        report,
-                        kernel: None,
-                        ..
-                    } if report.victim.pid == kill.pid
-                        && report.kill_unix_ms.abs_diff(t) <= MATCH_WINDOW_MS =>
-                    {
+                        report, kernel: None, ..
+                    } if report.victim.pid == kill.pid && report.kill_unix_ms.abs_diff(t) <= MATCH_WINDOW_MS => {
                         Some((report.kill_unix_ms.abs_diff(t), e))
                     }
                     _ => None,
@@ -238,10 +217,7 @@ fn merge(
                 .min_by_key(|(d, _)| *d);
             match best {
                 Some((_, Entry::Report { kernel, .. })) => *kernel = Some(kill),
-                _ => entries.push(Entry::Kernel {
-                    kill,
-                    time_unix_ms: t,
-                }),
+                _ => entries.push(Entry::Kernel { kill, time_unix_ms: t }),
             }
         }
     }
@@ -265,10 +241,7 @@ fn boot_unix_ms(now_ms: u64) -> anyhow::Result<u64> {
     let up: f64 = first
         .parse()
         .with_context(|| format!("/proc/uptime: bad uptime {first:?}"))?;
-    anyhow::ensure!(
-        up.is_finite() && up >= 0.0,
-        "/proc/uptime: bad uptime {first:?}"
-    );
+    anyhow::ensure!(up.is_finite() && up >= 0.0, "/proc/uptime: bad uptime {first:?}");
     Ok(now_ms.saturating_sub((up * 1000.0) as u64))
 }
 
@@ -308,14 +281,8 @@ pub fn run(args: OomArgs) -> anyhow::Result<ExitCode> {
 
     let mut out = Out::new();
     if entries.is_empty() && !args.json {
-        let when = since
-            .map(|t| format!(" since {} UTC", utc(t)))
-            .unwrap_or_default();
-        let log = if boot.is_some() {
-            " and the kernel log"
-        } else {
-            ""
-        };
+        let when = since.map(|t| format!(" since {} UTC", utc(t))).unwrap_or_default();
+        let log = if boot.is_some() { " and the kernel log" } else { "" };
         out.line(&format!(
             "no OOM kills{when} (looked in {}{log})",
             args.report_dir.display()
@@ -413,12 +380,7 @@ mod tests {
         );
         assert_eq!(e.len(), 2);
         // Without a boot time the kernel's kills cannot be placed: reports only.
-        let e = merge(
-            vec![report_at(kill_ms, 4242)],
-            vec![kernel(1, 0)],
-            None,
-            None,
-        );
+        let e = merge(vec![report_at(kill_ms, 4242)], vec![kernel(1, 0)], None, None);
         assert_eq!(e.len(), 1);
     }
 
@@ -429,10 +391,7 @@ mod tests {
             report_at(1_764_000_002_000, 8),
             (
                 bad.clone(),
-                Err(anyhow::anyhow!(
-                    "{} is not a leaktrace report",
-                    bad.display()
-                )),
+                Err(anyhow::anyhow!("{} is not a leaktrace report", bad.display())),
             ),
             report_at(1_764_000_000_000, 9),
             (
@@ -445,16 +404,10 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0], "error: /r/oom-garbage.json: bad");
         assert!(lines[1].contains("pid 9 "), "{lines:?}");
-        assert_eq!(
-            lines[2],
-            "error: /r/oom-1764000001000-7.json is not a leaktrace report"
-        );
+        assert_eq!(lines[2], "error: /r/oom-1764000001000-7.json is not a leaktrace report");
         assert!(lines[3].contains("pid 8 "), "{lines:?}");
         let j = e[2].json();
-        assert_eq!(
-            j["error"],
-            "/r/oom-1764000001000-7.json is not a leaktrace report"
-        );
+        assert_eq!(j["error"], "/r/oom-1764000001000-7.json is not a leaktrace report");
         assert_eq!(j["pid"], 7);
         assert_eq!(j["report"], "/r/oom-1764000001000-7.json");
     }
@@ -466,10 +419,7 @@ mod tests {
             report_at(1_764_000_100_000, 2),
             (PathBuf::from("/r/oom-x.json"), Err(anyhow::anyhow!("bad"))),
         ];
-        let kills = vec![
-            kernel(3, 1_000_000),
-            kernel(4, (1_764_000_200_000 - BOOT) * 1000),
-        ];
+        let kills = vec![kernel(3, 1_000_000), kernel(4, (1_764_000_200_000 - BOOT) * 1000)];
         let e = merge(reports, kills, Some(BOOT), Some(1_764_000_050_000));
         let pids: Vec<u32> = e.iter().map(Entry::pid).collect();
         assert_eq!(pids, vec![0, 2, 4]);
@@ -519,16 +469,10 @@ mod tests {
         let Command::Oom(a) = c.command else { panic!() };
         assert_eq!(a.since, Some(std::time::Duration::from_secs(7200)));
         assert!(a.json);
-        assert_eq!(
-            a.report_dir,
-            PathBuf::from(crate::report::store::DEFAULT_DIR)
-        );
+        assert_eq!(a.report_dir, PathBuf::from(crate::report::store::DEFAULT_DIR));
         let c = Cli::try_parse_from(["leaktrace", "oom", "--report-dir", "/tmp/x"]).unwrap();
         let Command::Oom(a) = c.command else { panic!() };
-        assert_eq!(
-            (a.report_dir, a.since, a.json),
-            (PathBuf::from("/tmp/x"), None, false)
-        );
+        assert_eq!((a.report_dir, a.since, a.json), (PathBuf::from("/tmp/x"), None, false));
         for bad in ["-5", "0", "soon"] {
             assert!(
                 Cli::try_parse_from(["leaktrace", "oom", "--since", bad]).is_err(),
@@ -546,10 +490,7 @@ mod tests {
 
     #[test]
     fn report_names() {
-        assert_eq!(
-            parse_report_name(Path::new("/a/oom-17-42.json")),
-            Some((17, 42))
-        );
+        assert_eq!(parse_report_name(Path::new("/a/oom-17-42.json")), Some((17, 42)));
         assert_eq!(parse_report_name(Path::new("oom-17.json")), None);
         assert_eq!(parse_report_name(Path::new("snapshot-17-42.json")), None);
     }

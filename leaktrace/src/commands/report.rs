@@ -15,11 +15,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let text = if args.json {
         serde_json::to_string_pretty(&report).context("serialising the report")?
     } else {
-        format!(
-            "{}\nReport file: {}",
-            render(&report).trim_end(),
-            path.display()
-        )
+        format!("{}\nReport file: {}", render(&report).trim_end(), path.display())
     };
     let mut out = Out::new();
     for l in text.lines() {
@@ -62,9 +58,7 @@ mod tests {
     #[test]
     fn parses() {
         let c = Cli::try_parse_from(["leaktrace", "report", "oom-1-2", "--json"]).unwrap();
-        let Command::Report(a) = c.command else {
-            panic!()
-        };
+        let Command::Report(a) = c.command else { panic!() };
         assert_eq!((a.report.as_str(), a.json), ("oom-1-2", true));
         assert_eq!(a.report_dir, PathBuf::from(DEFAULT_DIR));
         assert!(Cli::try_parse_from(["leaktrace", "report"]).is_err());
@@ -76,11 +70,7 @@ mod tests {
         let r = sample();
         let path = ReportStore::open(&dir).unwrap().write(&r).unwrap();
         let store = ReportStore::at(&dir);
-        for key in [
-            r.id.clone(),
-            format!("{}.json", r.id),
-            path.display().to_string(),
-        ] {
+        for key in [r.id.clone(), format!("{}.json", r.id), path.display().to_string()] {
             let (p, back) = store.load(&key).unwrap();
             assert_eq!((p, &back), (path.clone(), &r));
         }
@@ -99,10 +89,7 @@ mod tests {
         fs::write(dir.join("oom-3-4.json"), b"{\"version\": 1, \"id\": ").unwrap();
         let e = run(args(&dir, "oom-3-4")).unwrap_err();
         let msg = format!("{e:#}");
-        assert!(
-            msg.contains("oom-3-4.json is not a leaktrace report"),
-            "{msg}"
-        );
+        assert!(msg.contains("oom-3-4.json is not a leaktrace report"), "{msg}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -27,7 +27,10 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
     let scope = if args.pids.is_empty() && args.comms.is_empty() {
         Scope::All
     } else {
-        Scope::Filter { pids: args.pids.clone(), comms: args.comms.clone() }
+        Scope::Filter {
+            pids: args.pids.clone(),
+            comms: args.comms.clone(),
+        }
     };
     let mut cfg = MonitorConfig::new(args.interval, scope);
     cfg.max_processes = args.max_processes as usize;
@@ -86,12 +89,16 @@ fn handle(mon: &mut Monitor, store: &ReportStore, out: &mut Out, json: bool, u: 
         }
         Update::LeakCleared { pid } => {
             if let Some(p) = mon.table.get(pid) {
-                emit(out, json, live::leak_cleared(p, t, "no longer growing"), || live::human_cleared(p, t, "no longer growing"))?;
+                emit(out, json, live::leak_cleared(p, t, "no longer growing"), || {
+                    live::human_cleared(p, t, "no longer growing")
+                })?;
             }
         }
         Update::Exited { proc, .. } => {
             if proc.flagged {
-                emit(out, json, live::leak_cleared(&proc, t, "exited"), || live::human_cleared(&proc, t, "exited"))?;
+                emit(out, json, live::leak_cleared(&proc, t, "exited"), || {
+                    live::human_cleared(&proc, t, "exited")
+                })?;
             }
         }
         Update::OomPredicted { pid } => {
@@ -106,14 +113,23 @@ fn handle(mon: &mut Monitor, store: &ReportStore, out: &mut Out, json: bool, u: 
                         out,
                         json,
                         json!({"event": "oom_snapshot", "ts_ns": monotonic_ns(), "pid": s.pid, "comm": s.comm, "eta_secs": s.eta_secs, "limit": s.limit, "path": path}),
-                        || format!("[{t:>7.1}s] pre-OOM snapshot of pid {} ({}) written to {}", s.pid, s.comm, path.display()),
+                        || {
+                            format!(
+                                "[{t:>7.1}s] pre-OOM snapshot of pid {} ({}) written to {}",
+                                s.pid,
+                                s.comm,
+                                path.display()
+                            )
+                        },
                     )?,
                     Err(e) => eprintln!("leaktrace: snapshot of pid {}: {e:#}", s.pid),
                 }
             }
         }
         Update::OomKill { event, victim, live } => {
-            let Payload::OomKill(kill) = &event.payload else { return Ok(()) };
+            let Payload::OomKill(kill) = &event.payload else {
+                return Ok(());
+            };
             let report = capture::build(capture::KillInput {
                 event: &event,
                 kill,
@@ -150,9 +166,12 @@ fn handle(mon: &mut Monitor, store: &ReportStore, out: &mut Out, json: bool, u: 
             })?;
         }
         Update::Dropped { kind, count } => {
-            emit(out, json, events::json::dropped(monotonic_ns(), kind.name(), count), || {
-                format!("[{t:>7.1}s] dropped {count} {} events (ring buffer full)", kind.name())
-            })?;
+            emit(
+                out,
+                json,
+                events::json::dropped(monotonic_ns(), kind.name(), count),
+                || format!("[{t:>7.1}s] dropped {count} {} events (ring buffer full)", kind.name()),
+            )?;
         }
     }
     Ok(())

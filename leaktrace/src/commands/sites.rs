@@ -19,8 +19,19 @@ pub async fn run(args: SitesArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
     let stop = shutdown_signal();
     let pid = args.pid;
     check_pids(&[pid])?;
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim().to_string()).unwrap_or_default();
-    let mut mon = Monitor::start(MonitorConfig::new(args.interval, Scope::Filter { pids: vec![pid], comms: vec![] }), opts)?;
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
+    let mut mon = Monitor::start(
+        MonitorConfig::new(
+            args.interval,
+            Scope::Filter {
+                pids: vec![pid],
+                comms: vec![],
+            },
+        ),
+        opts,
+    )?;
     let started = Instant::now();
     let (mode, sample) = {
         let s = mon.sites.as_ref().expect("stacks are on for `sites`");
@@ -30,7 +41,10 @@ pub async fn run(args: SitesArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         Mode::Growth => format!("growth (brk/mmap/mremap and 1 page fault in {sample})"),
         Mode::Malloc => "outstanding malloc bytes (--malloc)".to_string(),
     };
-    eprintln!("leaktrace: allocation sites of pid {pid} ({comm}): {what}; {} (Ctrl-C to stop)", mon.probes.summary());
+    eprintln!(
+        "leaktrace: allocation sites of pid {pid} ({comm}): {what}; {} (Ctrl-C to stop)",
+        mon.probes.summary()
+    );
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut noted = 0;
@@ -46,7 +60,10 @@ pub async fn run(args: SitesArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
             }
             noted = s.notes.len();
         }
-        if ups.iter().any(|u| matches!(u, Update::Exited { proc, .. } if proc.key.pid == pid)) {
+        if ups
+            .iter()
+            .any(|u| matches!(u, Update::Exited { proc, .. } if proc.key.pid == pid))
+        {
             eprintln!("leaktrace: pid {pid} exited");
             break;
         }
@@ -80,7 +97,11 @@ pub async fn run(args: SitesArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         }))?;
     } else {
         out.line(&format!("pid {pid} ({comm}): {what}, {secs:.1}s"))?;
-        out.line(&format!("{:>11} {:>8}  SITE (innermost frame first)", "BYTES", if mode == Mode::Malloc { "ALLOCS" } else { "EVENTS" }))?;
+        out.line(&format!(
+            "{:>11} {:>8}  SITE (innermost frame first)",
+            "BYTES",
+            if mode == Mode::Malloc { "ALLOCS" } else { "EVENTS" }
+        ))?;
         for r in rows.iter().filter(|r| !r.unattributed) {
             out.line(&human_row(r))?;
         }
@@ -99,7 +120,11 @@ pub async fn run(args: SitesArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
             c.stack_collisions,
             c.stack_errors,
             c.fault_samples,
-            if c.sites_full + c.allocs_full > 0 { format!(", not aggregated (maps full): {}", c.sites_full + c.allocs_full) } else { String::new() }
+            if c.sites_full + c.allocs_full > 0 {
+                format!(", not aggregated (maps full): {}", c.sites_full + c.allocs_full)
+            } else {
+                String::new()
+            }
         ))?;
         if let Some(p) = &args.folded {
             out.line(&format!("folded stacks written to {}", p.display()))?;

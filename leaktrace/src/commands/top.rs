@@ -24,10 +24,9 @@ const MIN_REFRESH: Duration = Duration::from_millis(200);
 pub async fn run(args: TopArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
     // Before anything is loaded: there is nothing to draw on.
     if !std::io::stdout().is_terminal() {
-        return Err(UsageError(
-            "`leaktrace top` needs a terminal on stdout (for a log, use `leaktrace run`)".into(),
-        )
-        .into());
+        return Err(
+            UsageError("`leaktrace top` needs a terminal on stdout (for a log, use `leaktrace run`)".into()).into(),
+        );
     }
     check_pids(&args.pids)?;
     let stop = shutdown_signal();
@@ -40,9 +39,7 @@ pub async fn run(args: TopArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
         }
     };
     let mut mon = Monitor::start(MonitorConfig::new(args.interval, scope), opts)?;
-    if let Err(e) =
-        crate::probes::privileges::keep_only(&crate::probes::privileges::KEEP_AFTER_ATTACH)
-    {
+    if let Err(e) = crate::probes::privileges::keep_only(&crate::probes::privileges::KEEP_AFTER_ATTACH) {
         eprintln!("leaktrace: warning: could not drop capabilities: {e}");
     }
 

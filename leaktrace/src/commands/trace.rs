@@ -32,7 +32,10 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
     eprintln!("leaktrace: tracing, {} (Ctrl-C to stop)", probes.summary());
     let threads_unknown = !probes.is_attached(prog::TASK_NEWTASK);
 
-    let filter = Filter { pids: args.pids, comms: args.comms };
+    let filter = Filter {
+        pids: args.pids,
+        comms: args.comms,
+    };
     let mut out = Out::new();
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
@@ -48,7 +51,11 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         source.drain(&mut batch);
         fix_up(&mut batch, threads_unknown);
         for e in batch.iter().filter(|e| filter.keep(e)) {
-            if args.json { out.json(&events::json::event(e))? } else { out.line(&events::human::event(e))? }
+            if args.json {
+                out.json(&events::json::event(e))?
+            } else {
+                out.line(&events::human::event(e))?
+            }
         }
         if finished || last_drop_check.elapsed() >= Duration::from_secs(1) {
             last_drop_check = tokio::time::Instant::now();
@@ -86,7 +93,12 @@ fn report_drops(source: &mut EventSource, out: &mut Out, json: bool) -> std::io:
         if json {
             out.json(&events::json::dropped(monotonic_ns(), kind.name(), count))?;
         } else {
-            out.line(&format!("{:>7} {:<16} DROPPED {count} {} events (ring buffer full)", "-", "-", kind.name()))?;
+            out.line(&format!(
+                "{:>7} {:<16} DROPPED {count} {} events (ring buffer full)",
+                "-",
+                "-",
+                kind.name()
+            ))?;
         }
         eprintln!("leaktrace: dropped {count} {} events (ring buffer full)", kind.name());
     }

@@ -47,7 +47,11 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         child = Some(c);
     }
     let root = mon.group.as_ref().map_or(0, |g| g.root);
-    eprintln!("leaktrace: watching pid {root} every {:?}, {}", args.interval, mon.probes.summary());
+    eprintln!(
+        "leaktrace: watching pid {root} every {:?}, {}",
+        args.interval,
+        mon.probes.summary()
+    );
 
     let mut out = Out::new();
     tokio::pin!(stop);
@@ -64,7 +68,9 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
             }
             ups = mon.next() => ups,
         };
-        let root_gone = ups.iter().any(|u| matches!(u, Update::Exited { proc, .. } if proc.key.pid == root));
+        let root_gone = ups
+            .iter()
+            .any(|u| matches!(u, Update::Exited { proc, .. } if proc.key.pid == root));
         if let (Some(g), Some(v)) = (mon.group.as_ref(), mon.group_verdict())
             && g.first_t.is_some()
         {
@@ -72,7 +78,14 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
                 out.json(&live::sample(g, &v))?;
             } else if g.last_t - last_human >= 5.0 {
                 last_human = g.last_t;
-                eprintln!("[{:>6.1}s] {} processes, footprint {}, {} ({:+.0} B/s)", g.last_t, g.members.len(), crate::util::bytes(g.timeline.last().map_or(0, |s| s.rss_bytes)), v.pattern, v.growth_bytes_per_sec);
+                eprintln!(
+                    "[{:>6.1}s] {} processes, footprint {}, {} ({:+.0} B/s)",
+                    g.last_t,
+                    g.members.len(),
+                    crate::util::bytes(g.timeline.last().map_or(0, |s| s.rss_bytes)),
+                    v.pattern,
+                    v.growth_bytes_per_sec
+                );
             }
         }
         out.flush()?;
@@ -86,7 +99,11 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         for n in &s.notes {
             eprintln!("leaktrace: {n}");
         }
-        (s.top(&[], crate::sites::TOP_SITES), s.unattributed_bytes(&[]), s.counters())
+        (
+            s.top(&[], crate::sites::TOP_SITES),
+            s.unattributed_bytes(&[]),
+            s.counters(),
+        )
     });
     let Some(g) = mon.group.as_ref().filter(|g| g.first_t.is_some()) else {
         eprintln!("error: pid {root} exited before any sample was taken");
@@ -104,7 +121,11 @@ pub async fn run(args: WatchArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
     } else {
         out.line(&live::human_verdict(g, &v))?;
         for site in sites.iter().flat_map(|(top, ..)| top) {
-            out.line(&format!("  {:>10}  {}", crate::util::bytes(site.bytes), crate::sites::short(&site.frames, 6)))?;
+            out.line(&format!(
+                "  {:>10}  {}",
+                crate::util::bytes(site.bytes),
+                crate::sites::short(&site.frames, 6)
+            ))?;
         }
     }
     out.flush()?;

@@ -47,7 +47,9 @@ pub fn fill_oom(k: &mut OomKill) {
         if attempt > 0 {
             thread::sleep(Duration::from_millis(100));
         }
-        let Ok(records) = kmsg::read_kmsg_snapshot() else { return };
+        let Ok(records) = kmsg::read_kmsg_snapshot() else {
+            return;
+        };
         if let Some(kk) = kmsg::collect_kills(&records).into_iter().rev().find(|x| x.pid == pid) {
             // The kernel's values at the kill win over /proc's, which may already be shrinking.
             if !kk.comm.is_empty() {

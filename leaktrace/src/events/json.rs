@@ -18,7 +18,11 @@ fn kb(v: Option<u64>) -> Value {
 }
 
 fn errno(ret: i64) -> Value {
-    if is_err_ret(ret) { Value::from(-ret) } else { Value::Null }
+    if is_err_ret(ret) {
+        Value::from(-ret)
+    } else {
+        Value::Null
+    }
 }
 
 pub fn event(e: &Event) -> Value {
@@ -28,7 +32,15 @@ pub fn event(e: &Event) -> Value {
         m.insert(k.to_string(), v);
     };
     match &e.payload {
-        Payload::Mmap { addr, len, prot, flags, fd, off, ret } => {
+        Payload::Mmap {
+            addr,
+            len,
+            prot,
+            flags,
+            fd,
+            off,
+            ret,
+        } => {
             let ok = !is_err_ret(*ret);
             // addr: where it was mapped on success, else the hint that was asked for.
             put("addr", Value::from(if ok { *ret as u64 } else { *addr }));
@@ -47,14 +59,25 @@ pub fn event(e: &Event) -> Value {
             put("ok", (!is_err_ret(*ret)).into());
             put("errno", errno(*ret));
         }
-        Payload::Brk { requested, old_brk, new_brk } => {
+        Payload::Brk {
+            requested,
+            old_brk,
+            new_brk,
+        } => {
             put("requested", (*requested).into());
             put("old_brk", old_brk.map_or(Value::Null, Value::from));
             put("new_brk", (*new_brk).into());
             // brk() returns the unchanged break when it cannot move it.
             put("ok", (*requested == 0 || new_brk == requested).into());
         }
-        Payload::Mremap { old_addr, old_len, new_len, flags, new_addr, ret } => {
+        Payload::Mremap {
+            old_addr,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+            ret,
+        } => {
             let ok = !is_err_ret(*ret);
             put("old_addr", (*old_addr).into());
             put("old_len", (*old_len).into());
@@ -112,21 +135,69 @@ mod tests {
     use crate::events::Header;
 
     fn ev(kind: EventKind, payload: Payload) -> Event {
-        Event { hdr: Header { kind, cpu: 0, ts_ns: 5, pid: 10, tid: 11, comm: "a".into() }, payload }
+        Event {
+            hdr: Header {
+                kind,
+                cpu: 0,
+                ts_ns: 5,
+                pid: 10,
+                tid: 11,
+                comm: "a".into(),
+            },
+            payload,
+        }
     }
 
     #[test]
     fn contract_fields() {
-        let v = event(&ev(EventKind::Mmap, Payload::Mmap { addr: 0, len: 7 << 20, prot: 3, flags: 0x22, fd: -1, off: 0, ret: 0x1000 }));
+        let v = event(&ev(
+            EventKind::Mmap,
+            Payload::Mmap {
+                addr: 0,
+                len: 7 << 20,
+                prot: 3,
+                flags: 0x22,
+                fd: -1,
+                off: 0,
+                ret: 0x1000,
+            },
+        ));
         assert_eq!(v["event"], "mmap");
-        assert_eq!((v["pid"].as_u64(), v["tid"].as_u64(), v["ts_ns"].as_u64()), (Some(10), Some(11), Some(5)));
+        assert_eq!(
+            (v["pid"].as_u64(), v["tid"].as_u64(), v["ts_ns"].as_u64()),
+            (Some(10), Some(11), Some(5))
+        );
         assert_eq!(v["addr"], 0x1000);
         assert_eq!(v["len"], 7 << 20);
         assert_eq!(v["ok"], true);
-        let v = event(&ev(EventKind::Mmap, Payload::Mmap { addr: 0, len: 1, prot: 3, flags: 0x22, fd: -1, off: 0, ret: -12 }));
-        assert_eq!((v["ok"].clone(), v["errno"].clone()), (Value::Bool(false), Value::from(12)));
-        let v = event(&ev(EventKind::Brk, Payload::Brk { requested: 0, old_brk: None, new_brk: 0x5000 }));
-        assert_eq!((v["old_brk"].clone(), v["new_brk"].clone()), (Value::Null, Value::from(0x5000)));
+        let v = event(&ev(
+            EventKind::Mmap,
+            Payload::Mmap {
+                addr: 0,
+                len: 1,
+                prot: 3,
+                flags: 0x22,
+                fd: -1,
+                off: 0,
+                ret: -12,
+            },
+        ));
+        assert_eq!(
+            (v["ok"].clone(), v["errno"].clone()),
+            (Value::Bool(false), Value::from(12))
+        );
+        let v = event(&ev(
+            EventKind::Brk,
+            Payload::Brk {
+                requested: 0,
+                old_brk: None,
+                new_brk: 0x5000,
+            },
+        ));
+        assert_eq!(
+            (v["old_brk"].clone(), v["new_brk"].clone()),
+            (Value::Null, Value::from(0x5000))
+        );
         let v = event(&ev(EventKind::Exit, Payload::Exit { exit_code: Some(3) }));
         assert_eq!(v["exit_code"], 3);
         let k = OomKill {
@@ -146,6 +217,9 @@ mod tests {
         assert_eq!(v["file_rss_bytes"], Value::Null);
         assert_eq!(v["trigger_pid"], 10);
         let v = dropped(1, "mmap", 3);
-        assert_eq!((v["event"].as_str(), v["kind"].as_str(), v["count"].as_u64()), (Some("dropped"), Some("mmap"), Some(3)));
+        assert_eq!(
+            (v["event"].as_str(), v["kind"].as_str(), v["count"].as_u64()),
+            (Some("dropped"), Some("mmap"), Some(3))
+        );
     }
 }

@@ -36,13 +36,43 @@ pub struct OomKill {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    Mmap { addr: u64, len: u64, prot: u64, flags: u64, fd: i64, off: u64, ret: i64 },
-    Munmap { addr: u64, len: u64, ret: i64 },
-    Brk { requested: u64, old_brk: Option<u64>, new_brk: u64 },
-    Mremap { old_addr: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64, ret: i64 },
-    Fork { child_pid: u32 },
-    Exec { old_pid: u32, filename: String },
-    Exit { exit_code: Option<i32> },
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i64,
+        off: u64,
+        ret: i64,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+        ret: i64,
+    },
+    Brk {
+        requested: u64,
+        old_brk: Option<u64>,
+        new_brk: u64,
+    },
+    Mremap {
+        old_addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+        ret: i64,
+    },
+    Fork {
+        child_pid: u32,
+    },
+    Exec {
+        old_pid: u32,
+        filename: String,
+    },
+    Exit {
+        exit_code: Option<i32>,
+    },
     /// The header describes the trigger (the task that ran the OOM killer).
     OomKill(OomKill),
 }
@@ -63,7 +93,9 @@ impl Event {
     }
     pub fn subject_comm(&self) -> &str {
         match &self.payload {
-            Payload::OomKill(OomKill { victim_comm: Some(c), .. }) => c,
+            Payload::OomKill(OomKill {
+                victim_comm: Some(c), ..
+            }) => c,
             _ => &self.hdr.comm,
         }
     }
@@ -76,7 +108,11 @@ pub enum DecodeError {
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
     #[error("{kind} record of {got} bytes, expected at least {want}")]
-    Truncated { kind: &'static str, got: usize, want: usize },
+    Truncated {
+        kind: &'static str,
+        got: usize,
+        want: usize,
+    },
 }
 
 /// A syscall return value is an error when it is in [-4095, -1].
@@ -91,7 +127,11 @@ fn cstr(bytes: &[u8]) -> String {
 
 fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
     if bytes.len() < size_of::<T>() {
-        return Err(DecodeError::Truncated { kind: kind.name(), got: bytes.len(), want: size_of::<T>() });
+        return Err(DecodeError::Truncated {
+            kind: kind.name(),
+            got: bytes.len(),
+            want: size_of::<T>(),
+        });
     }
     // SAFETY: length checked; T is a #[repr(C)] plain-data type from leaktrace-common for which
     // every bit pattern is valid; read_unaligned copes with any alignment.
@@ -99,7 +139,14 @@ fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
 }
 
 fn header(h: &c::EventHeader, kind: EventKind) -> Header {
-    Header { kind, cpu: h.cpu, ts_ns: h.ts_ns, pid: h.pid, tid: h.tid, comm: cstr(&h.comm) }
+    Header {
+        kind,
+        cpu: h.cpu,
+        ts_ns: h.ts_ns,
+        pid: h.pid,
+        tid: h.tid,
+        comm: cstr(&h.comm),
+    }
 }
 
 /// Decode one ring-buffer record: tag first, then the one decoder for that kind.
@@ -114,12 +161,27 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let e: c::MmapEvent = read(bytes, kind)?;
             Event {
                 hdr: header(&e.hdr, kind),
-                payload: Payload::Mmap { addr: e.addr, len: e.len, prot: e.prot, flags: e.flags, fd: e.fd, off: e.off, ret: e.ret },
+                payload: Payload::Mmap {
+                    addr: e.addr,
+                    len: e.len,
+                    prot: e.prot,
+                    flags: e.flags,
+                    fd: e.fd,
+                    off: e.off,
+                    ret: e.ret,
+                },
             }
         }
         EventKind::Munmap => {
             let e: c::MunmapEvent = read(bytes, kind)?;
-            Event { hdr: header(&e.hdr, kind), payload: Payload::Munmap { addr: e.addr, len: e.len, ret: e.ret } }
+            Event {
+                hdr: header(&e.hdr, kind),
+                payload: Payload::Munmap {
+                    addr: e.addr,
+                    len: e.len,
+                    ret: e.ret,
+                },
+            }
         }
         EventKind::Brk => {
             let e: c::BrkEvent = read(bytes, kind)?;
@@ -148,21 +210,29 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Fork => {
             let e: c::ForkEvent = read(bytes, kind)?;
-            Event { hdr: header(&e.hdr, kind), payload: Payload::Fork { child_pid: e.child_pid } }
+            Event {
+                hdr: header(&e.hdr, kind),
+                payload: Payload::Fork { child_pid: e.child_pid },
+            }
         }
         EventKind::Exec => {
             let e: c::ExecEvent = read(bytes, kind)?;
             let n = (e.filename_len as usize).min(e.filename.len());
             Event {
                 hdr: header(&e.hdr, kind),
-                payload: Payload::Exec { old_pid: e.old_pid, filename: cstr(&e.filename[..n]) },
+                payload: Payload::Exec {
+                    old_pid: e.old_pid,
+                    filename: cstr(&e.filename[..n]),
+                },
             }
         }
         EventKind::Exit => {
             let e: c::ExitEvent = read(bytes, kind)?;
             Event {
                 hdr: header(&e.hdr, kind),
-                payload: Payload::Exit { exit_code: (e.code_known != 0).then_some(e.exit_code) },
+                payload: Payload::Exit {
+                    exit_code: (e.code_known != 0).then_some(e.exit_code),
+                },
             }
         }
         EventKind::OomKill => {
@@ -198,11 +268,25 @@ mod tests {
     fn hdr(kind: EventKind) -> c::EventHeader {
         let mut comm = [0u8; 16];
         comm[..7].copy_from_slice(b"workers");
-        c::EventHeader { kind: kind as u32, cpu: 1, ts_ns: 42, pid: 100, tid: 101, comm }
+        c::EventHeader {
+            kind: kind as u32,
+            cpu: 1,
+            ts_ns: 42,
+            pid: 100,
+            tid: 101,
+            comm,
+        }
     }
 
     fn expect_hdr(kind: EventKind) -> Header {
-        Header { kind, cpu: 1, ts_ns: 42, pid: 100, tid: 101, comm: "workers".into() }
+        Header {
+            kind,
+            cpu: 1,
+            ts_ns: 42,
+            pid: 100,
+            tid: 101,
+            comm: "workers".into(),
+        }
     }
 
     #[test]
@@ -210,32 +294,103 @@ mod tests {
         for kind in EventKind::ALL {
             let (raw, payload) = match kind {
                 EventKind::Mmap => (
-                    bytes_of(&c::MmapEvent { hdr: hdr(kind), addr: 0, len: 7 << 20, prot: 3, flags: 0x22, fd: -1, off: 0, ret: 0x7f00_0000_0000 }),
-                    Payload::Mmap { addr: 0, len: 7 << 20, prot: 3, flags: 0x22, fd: -1, off: 0, ret: 0x7f00_0000_0000 },
+                    bytes_of(&c::MmapEvent {
+                        hdr: hdr(kind),
+                        addr: 0,
+                        len: 7 << 20,
+                        prot: 3,
+                        flags: 0x22,
+                        fd: -1,
+                        off: 0,
+                        ret: 0x7f00_0000_0000,
+                    }),
+                    Payload::Mmap {
+                        addr: 0,
+                        len: 7 << 20,
+                        prot: 3,
+                        flags: 0x22,
+                        fd: -1,
+                        off: 0,
+                        ret: 0x7f00_0000_0000,
+                    },
                 ),
                 EventKind::Munmap => (
-                    bytes_of(&c::MunmapEvent { hdr: hdr(kind), addr: 0x1000, len: 4096, ret: -22 }),
-                    Payload::Munmap { addr: 0x1000, len: 4096, ret: -22 },
+                    bytes_of(&c::MunmapEvent {
+                        hdr: hdr(kind),
+                        addr: 0x1000,
+                        len: 4096,
+                        ret: -22,
+                    }),
+                    Payload::Munmap {
+                        addr: 0x1000,
+                        len: 4096,
+                        ret: -22,
+                    },
                 ),
                 EventKind::Brk => (
-                    bytes_of(&c::BrkEvent { hdr: hdr(kind), requested: 0x2000, old_brk: 0x1000, new_brk: 0x2000, old_known: 1, _pad: 0 }),
-                    Payload::Brk { requested: 0x2000, old_brk: Some(0x1000), new_brk: 0x2000 },
+                    bytes_of(&c::BrkEvent {
+                        hdr: hdr(kind),
+                        requested: 0x2000,
+                        old_brk: 0x1000,
+                        new_brk: 0x2000,
+                        old_known: 1,
+                        _pad: 0,
+                    }),
+                    Payload::Brk {
+                        requested: 0x2000,
+                        old_brk: Some(0x1000),
+                        new_brk: 0x2000,
+                    },
                 ),
                 EventKind::Mremap => (
-                    bytes_of(&c::MremapEvent { hdr: hdr(kind), old_addr: 1, old_len: 2, new_len: 3, flags: 1, new_addr: 0, ret: 9 }),
-                    Payload::Mremap { old_addr: 1, old_len: 2, new_len: 3, flags: 1, new_addr: 0, ret: 9 },
+                    bytes_of(&c::MremapEvent {
+                        hdr: hdr(kind),
+                        old_addr: 1,
+                        old_len: 2,
+                        new_len: 3,
+                        flags: 1,
+                        new_addr: 0,
+                        ret: 9,
+                    }),
+                    Payload::Mremap {
+                        old_addr: 1,
+                        old_len: 2,
+                        new_len: 3,
+                        flags: 1,
+                        new_addr: 0,
+                        ret: 9,
+                    },
                 ),
-                EventKind::Fork => (bytes_of(&c::ForkEvent { hdr: hdr(kind), child_pid: 7, _pad: 0 }), Payload::Fork { child_pid: 7 }),
+                EventKind::Fork => (
+                    bytes_of(&c::ForkEvent {
+                        hdr: hdr(kind),
+                        child_pid: 7,
+                        _pad: 0,
+                    }),
+                    Payload::Fork { child_pid: 7 },
+                ),
                 EventKind::Exec => {
                     let mut filename = [0u8; c::FILENAME_LEN];
                     filename[..7].copy_from_slice(b"/bin/sh");
                     (
-                        bytes_of(&c::ExecEvent { hdr: hdr(kind), old_pid: 100, filename_len: 7, filename }),
-                        Payload::Exec { old_pid: 100, filename: "/bin/sh".into() },
+                        bytes_of(&c::ExecEvent {
+                            hdr: hdr(kind),
+                            old_pid: 100,
+                            filename_len: 7,
+                            filename,
+                        }),
+                        Payload::Exec {
+                            old_pid: 100,
+                            filename: "/bin/sh".into(),
+                        },
                     )
                 }
                 EventKind::Exit => (
-                    bytes_of(&c::ExitEvent { hdr: hdr(kind), exit_code: 3, code_known: 1 }),
+                    bytes_of(&c::ExitEvent {
+                        hdr: hdr(kind),
+                        exit_code: 3,
+                        code_known: 1,
+                    }),
                     Payload::Exit { exit_code: Some(3) },
                 ),
                 EventKind::OomKill => {
@@ -271,7 +426,14 @@ mod tests {
             };
             assert_eq!(raw.len(), c::record_size(kind));
             let ev = decode(&raw).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-            assert_eq!(ev, Event { hdr: expect_hdr(kind), payload }, "{kind:?}");
+            assert_eq!(
+                ev,
+                Event {
+                    hdr: expect_hdr(kind),
+                    payload
+                },
+                "{kind:?}"
+            );
             // One byte short of the record is an error, never a panic.
             assert!(decode(&raw[..raw.len() - 1]).is_err());
         }
@@ -292,7 +454,9 @@ mod tests {
             present: 0,
             victim_comm: [0; 16],
         };
-        let Payload::OomKill(k) = decode(&bytes_of(&e)).unwrap().payload else { panic!() };
+        let Payload::OomKill(k) = decode(&bytes_of(&e)).unwrap().payload else {
+            panic!()
+        };
         assert_eq!(k.victim_pid, 9);
         assert_eq!((k.anon_rss_kb, k.victim_comm, k.uid), (None, None, None));
     }
@@ -300,7 +464,11 @@ mod tests {
     #[test]
     fn bad_bytes_are_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
-        let mut raw = bytes_of(&c::ForkEvent { hdr: hdr(EventKind::Fork), child_pid: 1, _pad: 0 });
+        let mut raw = bytes_of(&c::ForkEvent {
+            hdr: hdr(EventKind::Fork),
+            child_pid: 1,
+            _pad: 0,
+        });
         raw[..4].copy_from_slice(&99u32.to_ne_bytes());
         assert_eq!(decode(&raw), Err(DecodeError::UnknownKind(99)));
         // Arbitrary bytes of every length never panic.

@@ -25,7 +25,9 @@ pub struct EventSource {
 }
 
 fn ring(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<AsyncFd<RingBuf<MapData>>> {
-    let map = ebpf.take_map(name).with_context(|| format!("map {name} not in the eBPF object"))?;
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} not in the eBPF object"))?;
     let rb = RingBuf::try_from(map).with_context(|| format!("map {name} is not a ring buffer"))?;
     // SAFETY: the ring buffer owns its descriptor for as long as the AsyncFd holds it, and the
     // AsyncFd is dropped (deregistering) before the ring buffer closes it.
@@ -35,7 +37,9 @@ fn ring(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<AsyncFd<RingBuf<MapData>>
 
 impl EventSource {
     pub fn new(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let drops = ebpf.take_map(names::DROPS).context("map DROPS not in the eBPF object")?;
+        let drops = ebpf
+            .take_map(names::DROPS)
+            .context("map DROPS not in the eBPF object")?;
         Ok(Self {
             lifecycle: ring(ebpf, names::LIFECYCLE)?,
             events: ring(ebpf, names::EVENTS)?,

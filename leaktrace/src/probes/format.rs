@@ -17,7 +17,11 @@ pub struct FormatField {
 
 impl FormatField {
     pub fn to_field(&self) -> Field {
-        Field { offset: self.offset, size: self.size.min(255) as u8, signed: self.signed as u8 }
+        Field {
+            offset: self.offset,
+            size: self.size.min(255) as u8,
+            signed: self.signed as u8,
+        }
     }
 }
 
@@ -34,8 +38,13 @@ pub fn parse(text: &str) -> Result<HashMap<String, FormatField>, FormatError> {
     let mut out = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
-        let bad = |what: &str| FormatError::Bad { line: i + 1, what: what.to_string() };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
+        let bad = |what: &str| FormatError::Bad {
+            line: i + 1,
+            what: what.to_string(),
+        };
         let mut decl = None;
         let (mut offset, mut size, mut signed) = (None, None, None);
         for (n, part) in rest.split(';').enumerate() {
@@ -51,7 +60,10 @@ pub fn parse(text: &str) -> Result<HashMap<String, FormatField>, FormatError> {
             }
         }
         let decl = decl.filter(|d| !d.is_empty()).ok_or_else(|| bad("empty declaration"))?;
-        let (offset, size) = (offset.ok_or_else(|| bad("no offset"))?, size.ok_or_else(|| bad("no size"))?);
+        let (offset, size) = (
+            offset.ok_or_else(|| bad("no offset"))?,
+            size.ok_or_else(|| bad("no size"))?,
+        );
         // "unsigned long len", "char comm[16]", "__data_loc char[] filename"
         let last = decl.rsplit(' ').next().unwrap_or(decl);
         let name = last.split('[').next().unwrap_or(last).trim().to_string();
@@ -96,11 +108,28 @@ print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)\n";
     #[test]
     fn parses_mark_victim() {
         let f = parse(MARK_VICTIM).unwrap();
-        assert_eq!(f["pid"], FormatField { name: "pid".into(), c_type: "int".into(), offset: 8, size: 4, signed: true, data_loc: false });
+        assert_eq!(
+            f["pid"],
+            FormatField {
+                name: "pid".into(),
+                c_type: "int".into(),
+                offset: 8,
+                size: 4,
+                signed: true,
+                data_loc: false
+            }
+        );
         assert!(f["comm"].data_loc);
         assert_eq!(f["comm"].offset, 12);
         assert_eq!(f["total_vm"].c_type, "unsigned long");
-        assert_eq!(f["oom_score_adj"].to_field(), Field { offset: 64, size: 2, signed: 1 });
+        assert_eq!(
+            f["oom_score_adj"].to_field(),
+            Field {
+                offset: 64,
+                size: 2,
+                signed: 1
+            }
+        );
         assert!(f.contains_key("common_pid"));
     }
 
@@ -129,7 +158,12 @@ print fmt: \"pid=%d comm=%s\", REC->pid, __get_str(comm)\n";
                 let _ = parse(&MARK_VICTIM[..i]);
             }
         }
-        for s in ["field:", "field:;;;;", "field: [;offset:1;size:1", "\u{0}\u{ff}field:x[[[;offset:99999999;size:-1;"] {
+        for s in [
+            "field:",
+            "field:;;;;",
+            "field: [;offset:1;size:1",
+            "\u{0}\u{ff}field:x[[[;offset:99999999;size:-1;",
+        ] {
             let _ = parse(s);
         }
     }

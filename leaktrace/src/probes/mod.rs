@@ -82,7 +82,8 @@ impl Probes {
 
     /// One line for a log: how many probes and which fallbacks.
     pub fn summary(&self) -> String {
-        let ok = self.checks.iter().filter(|c| c.status == Status::Ok).count();
+        // Attached ones: programs only loaded for later (allocation-site uprobes) are not counted.
+        let ok = self.attached.len();
         let off = self.checks.iter().filter(|c| c.status == Status::Off).count();
         let mut other: Vec<String> = self
             .checks
@@ -111,7 +112,9 @@ fn pretended(spec: &ProbeSpec, opts: &LoadOptions) -> bool {
     let label = spec.hook.label();
     let (c, n) = spec.hook.category_name();
     let cn = format!("{c}:{n}");
-    opts.pretend_missing.iter().any(|p| p == spec.program || *p == label || *p == cn || p == n)
+    opts.pretend_missing
+        .iter()
+        .any(|p| p == spec.program || *p == label || *p == cn || p == n)
 }
 
 /// Read every format file and fill the offsets; decide which probes can be attached.
@@ -126,19 +129,31 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
                 Need::Required => (Status::Missing, why),
                 Need::Optional { fallback } => (Status::Fallback, format!("{why}; {fallback}")),
             };
-            checks.push(Check { what: spec.hook.label(), status, detail });
+            checks.push(Check {
+                what: spec.hook.label(),
+                status,
+                detail,
+            });
         };
         if pretended(spec, opts) {
             fail("disabled by --pretend-missing".into());
             continue;
         }
         if spec.syscall && !opts.syscalls {
-            checks.push(Check { what: spec.hook.label(), status: Status::Off, detail: "off in this mode (--syscalls)".into() });
+            checks.push(Check {
+                what: spec.hook.label(),
+                status: Status::Off,
+                detail: "off in this mode (--syscalls)".into(),
+            });
             continue;
         }
         if !spec.hook.in_tracefs() {
             // perf events and uprobes have no format file; loading them proves they work.
-            checks.push(Check { what: spec.hook.label(), status: Status::Ok, detail: String::new() });
+            checks.push(Check {
+                what: spec.hook.label(),
+                status: Status::Ok,
+                detail: String::new(),
+            });
             usable.push(spec);
             continue;
         }
@@ -163,7 +178,9 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
             // `--pretend-missing mark_victim.fields` (or `.anon_rss`) drops optional fields, to
             // exercise the older-kernel layouts.
             let hidden = !fm.required
-                && opts.pretend_missing.iter().any(|p| *p == format!("{}.fields", spec.program) || *p == format!("{}.{}", spec.program, fm.format));
+                && opts.pretend_missing.iter().any(|p| {
+                    *p == format!("{}.fields", spec.program) || *p == format!("{}.{}", spec.program, fm.format)
+                });
             match fields.get(fm.format).filter(|_| !hidden) {
                 Some(ff) => *(fm.slot)(&mut offsets) = ff.to_field(),
                 None if fm.required => missing_required = Some(fm.format),
@@ -175,16 +192,29 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
             continue;
         }
         let detail = if absent.is_empty() {
-            if spec.fields.is_empty() { String::new() } else {
-                format!("fields: {}", spec.fields.iter().map(|f| f.format).collect::<Vec<_>>().join(","))
+            if spec.fields.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "fields: {}",
+                    spec.fields.iter().map(|f| f.format).collect::<Vec<_>>().join(",")
+                )
             }
         } else {
             format!("older layout, fields absent (filled from /proc): {}", absent.join(","))
         };
-        checks.push(Check { what: spec.hook.label(), status: Status::Ok, detail });
+        checks.push(Check {
+            what: spec.hook.label(),
+            status: Status::Ok,
+            detail,
+        });
         usable.push(spec);
     }
-    Prepared { offsets, usable, checks }
+    Prepared {
+        offsets,
+        usable,
+        checks,
+    }
 }
 
 /// Load and attach. With `strict`, a missing required probe is an error; without (doctor), it is
@@ -197,19 +227,33 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
     if EBPF_OBJECT.is_empty() {
         bail!("this leaktrace was built without its eBPF programs (AYA_BUILD_SKIP); build it with `cargo xtask run`");
     }
-    let Prepared { offsets, usable, mut checks } = prepare(&tracefs, opts);
-    let mut sites = opts.sites.as_ref().map_or(leaktrace_common::sites::SitesConfig::OFF, crate::sites::SitesOptions::config);
+    let Prepared {
+        offsets,
+        usable,
+        mut checks,
+    } = prepare(&tracefs, opts);
+    let mut sites = opts.sites.as_ref().map_or(
+        leaktrace_common::sites::SitesConfig::OFF,
+        crate::sites::SitesOptions::config,
+    );
     // Page faults are sampled in raw_tp:rss_stat when it is there (it runs at every fault anyway);
     // the perf_event program is the fallback.
     let rss_sampler = sites.enabled != 0 && usable.iter().any(|s| s.program == names::prog::RSS_STAT);
     if rss_sampler {
-        sites.rss_every = opts.sites.as_ref().map_or(0, |o| o.fault_sample.min(u64::from(u32::MAX)) as u32);
+        sites.rss_every = opts
+            .sites
+            .as_ref()
+            .map_or(0, |o| o.fault_sample.min(u64::from(u32::MAX)) as u32);
     }
     let mut loader = EbpfLoader::new();
-    loader.set_global(names::OFFSETS_GLOBAL, &offsets, true).override_global(names::SITES_CONFIG_GLOBAL, &sites, true);
+    loader
+        .set_global(names::OFFSETS_GLOBAL, &offsets, true)
+        .override_global(names::SITES_CONFIG_GLOBAL, &sites, true);
     // Stack maps cost memory only when stacks are on; the malloc ones only with --malloc.
     if opts.sites.is_none() {
-        loader.map_max_entries(names::STACKS, 1).map_max_entries(names::SITES, 1);
+        loader
+            .map_max_entries(names::STACKS, 1)
+            .map_max_entries(names::SITES, 1);
     }
     if !opts.sites.as_ref().is_some_and(|s| s.malloc) {
         for m in [names::MALLOC_SITES, names::ALLOCS, names::MALLOC_PENDING] {
@@ -221,7 +265,10 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
         .context("loading the eBPF object (is BTF available and the kernel ≥ 5.8 with ring buffers?)")?;
     let mut attached = HashSet::new();
     for spec in usable {
-        let check = checks.iter_mut().find(|c| c.what == spec.hook.label()).expect("prepared");
+        let check = checks
+            .iter_mut()
+            .find(|c| c.what == spec.hook.label())
+            .expect("prepared");
         let rss_sampling = rss_sampler && attached.contains(names::prog::RSS_STAT);
         match attach(&mut ebpf, spec, opts, rss_sampling) {
             Ok(Attached::Yes) => {}
@@ -253,7 +300,12 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
             bail!("required probes could not be attached: {}", missing.join("; "));
         }
     }
-    Ok(Probes { ebpf, checks, tracefs, attached })
+    Ok(Probes {
+        ebpf,
+        checks,
+        tracefs,
+        attached,
+    })
 }
 
 /// Whether the kernel can create a BPF ring buffer map.
@@ -276,21 +328,27 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, opts: &LoadOptions, rss_sampling: b
         Hook::Tracepoint { category, name } => {
             let p: &mut TracePoint = prog.try_into()?;
             p.load().with_context(|| format!("loading {}", spec.program))?;
-            p.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
+            p.attach(category, name)
+                .with_context(|| format!("attaching {category}:{name}"))?;
         }
         Hook::RawTracepoint { name, .. } => {
             let p: &mut RawTracePoint = prog.try_into()?;
             p.load().with_context(|| format!("loading {}", spec.program))?;
-            p.attach(name).with_context(|| format!("attaching raw tracepoint {name}"))?;
+            p.attach(name)
+                .with_context(|| format!("attaching raw tracepoint {name}"))?;
         }
         Hook::PerfEvent { .. } => {
             let p: &mut PerfEvent = prog.try_into()?;
             p.load().with_context(|| format!("loading {}", spec.program))?;
             let Some(sites) = &opts.sites else {
-                return Ok(Attached::OnDemand("loaded; the page-fault sampler when raw_tp:rss_stat is missing"));
+                return Ok(Attached::OnDemand(
+                    "loaded; the page-fault sampler when raw_tp:rss_stat is missing",
+                ));
             };
             if rss_sampling {
-                return Ok(Attached::OnDemand("not needed: page faults are sampled in raw_tp:rss_stat"));
+                return Ok(Attached::OnDemand(
+                    "not needed: page faults are sampled in raw_tp:rss_stat",
+                ));
             }
             let cpus = aya::util::online_cpus().map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
             for cpu in cpus {
@@ -306,7 +364,9 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, opts: &LoadOptions, rss_sampling: b
         Hook::UProbe { .. } => {
             let p: &mut UProbe = prog.try_into()?;
             p.load().with_context(|| format!("loading {}", spec.program))?;
-            return Ok(Attached::OnDemand("loaded; attached to the watched process's libc with --malloc"));
+            return Ok(Attached::OnDemand(
+                "loaded; attached to the watched process's libc with --malloc",
+            ));
         }
     }
     Ok(Attached::Yes)

@@ -47,10 +47,21 @@ pub fn keep_only(keep: &[u32]) -> std::io::Result<()> {
     const VERSION_3: u32 = 0x2008_0522;
     let have = effective_caps();
     let mask: u64 = keep.iter().filter(|c| has(have, **c)).fold(0, |m, c| m | (1u64 << c));
-    let hdr = Header { version: VERSION_3, pid: 0 };
+    let hdr = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
     let data = [
-        Data { effective: mask as u32, permitted: mask as u32, inheritable: 0 },
-        Data { effective: (mask >> 32) as u32, permitted: (mask >> 32) as u32, inheritable: 0 },
+        Data {
+            effective: mask as u32,
+            permitted: mask as u32,
+            inheritable: 0,
+        },
+        Data {
+            effective: (mask >> 32) as u32,
+            permitted: (mask >> 32) as u32,
+            inheritable: 0,
+        },
     ];
     // SAFETY: capset(2) with a v3 header and two data structs, as the ABI requires.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
@@ -67,7 +78,11 @@ pub fn check() -> Result<String, String> {
 
 fn check_caps(caps: u64, euid: u32) -> Result<String, String> {
     if has(caps, CAP_SYS_ADMIN) {
-        return Ok(if euid == 0 { "root".into() } else { "CAP_SYS_ADMIN".into() });
+        return Ok(if euid == 0 {
+            "root".into()
+        } else {
+            "CAP_SYS_ADMIN".into()
+        });
     }
     let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
         .into_iter()

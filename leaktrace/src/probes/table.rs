@@ -2,16 +2,27 @@
 use leaktrace_common::{Field, TpOffsets, names::prog};
 
 pub enum Hook {
-    Tracepoint { category: &'static str, name: &'static str },
+    Tracepoint {
+        category: &'static str,
+        name: &'static str,
+    },
     /// Raw tracepoints share names with classic ones; `category` is only used to find the format
     /// file that proves the tracepoint exists.
-    RawTracepoint { category: &'static str, name: &'static str },
+    RawTracepoint {
+        category: &'static str,
+        name: &'static str,
+    },
     /// A perf_event program on a software counter of every CPU, run every Nth event; attached
     /// only when stacks are on (`run --stacks`, `watch`, `sites`). `name` as `perf list` says it.
-    PerfEvent { name: &'static str },
+    PerfEvent {
+        name: &'static str,
+    },
     /// A uprobe (`ret`: uretprobe) on a C library function, attached per watched process with
     /// `--malloc`; at start the program is only loaded (verified).
-    UProbe { function: &'static str, ret: bool },
+    UProbe {
+        function: &'static str,
+        ret: bool,
+    },
 }
 
 impl Hook {
@@ -49,7 +60,9 @@ pub struct FieldMap {
 pub enum Need {
     Required,
     /// The agent keeps working without it, in the way described.
-    Optional { fallback: &'static str },
+    Optional {
+        fallback: &'static str,
+    },
 }
 
 pub struct ProbeSpec {
@@ -64,10 +77,18 @@ pub struct ProbeSpec {
 
 macro_rules! f {
     ($fmt:literal => $slot:ident) => {
-        FieldMap { format: $fmt, slot: |o| &mut o.$slot, required: true }
+        FieldMap {
+            format: $fmt,
+            slot: |o| &mut o.$slot,
+            required: true,
+        }
     };
     ($fmt:literal => $slot:ident, optional) => {
-        FieldMap { format: $fmt, slot: |o| &mut o.$slot, required: false }
+        FieldMap {
+            format: $fmt,
+            slot: |o| &mut o.$slot,
+            required: false,
+        }
     };
 }
 
@@ -81,12 +102,15 @@ const fn malloc(function: &'static str) -> Hook {
     Hook::UProbe { function, ret: false }
 }
 
-const MALLOC: Need = Need::Optional { fallback: "--malloc is unavailable; default allocation sites still work" };
+const MALLOC: Need = Need::Optional {
+    fallback: "--malloc is unavailable; default allocation sites still work",
+};
 
 pub static PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: prog::MMAP_ENTER,
-        syscall: true, hook: tp("syscalls", "sys_enter_mmap"),
+        syscall: true,
+        hook: tp("syscalls", "sys_enter_mmap"),
         need: Need::Required,
         fields: &[
             f!("addr" => mmap_addr),
@@ -97,24 +121,45 @@ pub static PROBES: &[ProbeSpec] = &[
             f!("off" => mmap_off, optional),
         ],
     },
-    ProbeSpec { program: prog::MMAP_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_mmap"), need: Need::Required, fields: RET },
+    ProbeSpec {
+        program: prog::MMAP_EXIT,
+        syscall: true,
+        hook: tp("syscalls", "sys_exit_mmap"),
+        need: Need::Required,
+        fields: RET,
+    },
     ProbeSpec {
         program: prog::MUNMAP_ENTER,
-        syscall: true, hook: tp("syscalls", "sys_enter_munmap"),
+        syscall: true,
+        hook: tp("syscalls", "sys_enter_munmap"),
         need: Need::Required,
         fields: &[f!("addr" => munmap_addr), f!("len" => munmap_len)],
     },
-    ProbeSpec { program: prog::MUNMAP_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_munmap"), need: Need::Required, fields: RET },
+    ProbeSpec {
+        program: prog::MUNMAP_EXIT,
+        syscall: true,
+        hook: tp("syscalls", "sys_exit_munmap"),
+        need: Need::Required,
+        fields: RET,
+    },
     ProbeSpec {
         program: prog::BRK_ENTER,
-        syscall: true, hook: tp("syscalls", "sys_enter_brk"),
+        syscall: true,
+        hook: tp("syscalls", "sys_enter_brk"),
         need: Need::Required,
         fields: &[f!("brk" => brk_brk)],
     },
-    ProbeSpec { program: prog::BRK_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_brk"), need: Need::Required, fields: RET },
+    ProbeSpec {
+        program: prog::BRK_EXIT,
+        syscall: true,
+        hook: tp("syscalls", "sys_exit_brk"),
+        need: Need::Required,
+        fields: RET,
+    },
     ProbeSpec {
         program: prog::MREMAP_ENTER,
-        syscall: true, hook: tp("syscalls", "sys_enter_mremap"),
+        syscall: true,
+        hook: tp("syscalls", "sys_enter_mremap"),
         need: Need::Required,
         fields: &[
             f!("addr" => mremap_addr),
@@ -124,40 +169,66 @@ pub static PROBES: &[ProbeSpec] = &[
             f!("new_addr" => mremap_new_addr, optional),
         ],
     },
-    ProbeSpec { program: prog::MREMAP_EXIT, syscall: true, hook: tp("syscalls", "sys_exit_mremap"), need: Need::Required, fields: RET },
+    ProbeSpec {
+        program: prog::MREMAP_EXIT,
+        syscall: true,
+        hook: tp("syscalls", "sys_exit_mremap"),
+        need: Need::Required,
+        fields: RET,
+    },
     ProbeSpec {
         program: prog::EXIT_GROUP_ENTER,
-        syscall: true, hook: tp("syscalls", "sys_enter_exit_group"),
-        need: Need::Optional { fallback: "exit codes are reported as unknown" },
+        syscall: true,
+        hook: tp("syscalls", "sys_enter_exit_group"),
+        need: Need::Optional {
+            fallback: "exit codes are reported as unknown",
+        },
         fields: &[f!("error_code" => exit_group_code)],
     },
     ProbeSpec {
         program: prog::TASK_NEWTASK,
-        syscall: false, hook: tp("task", "task_newtask"),
-        need: Need::Optional { fallback: "threads are told from processes in the agent via /proc" },
+        syscall: false,
+        hook: tp("task", "task_newtask"),
+        need: Need::Optional {
+            fallback: "threads are told from processes in the agent via /proc",
+        },
         fields: &[f!("pid" => newtask_pid), f!("clone_flags" => newtask_clone_flags)],
     },
     ProbeSpec {
         program: prog::PROCESS_FORK,
-        syscall: false, hook: tp("sched", "sched_process_fork"),
+        syscall: false,
+        hook: tp("sched", "sched_process_fork"),
         need: Need::Required,
-        fields: &[f!("parent_pid" => fork_parent_pid, optional), f!("child_pid" => fork_child_pid)],
+        fields: &[
+            f!("parent_pid" => fork_parent_pid, optional),
+            f!("child_pid" => fork_child_pid),
+        ],
     },
     ProbeSpec {
         program: prog::PROCESS_EXEC,
-        syscall: false, hook: tp("sched", "sched_process_exec"),
+        syscall: false,
+        hook: tp("sched", "sched_process_exec"),
         need: Need::Required,
-        fields: &[f!("filename" => exec_filename), f!("pid" => exec_pid, optional), f!("old_pid" => exec_old_pid, optional)],
+        fields: &[
+            f!("filename" => exec_filename),
+            f!("pid" => exec_pid, optional),
+            f!("old_pid" => exec_old_pid, optional),
+        ],
     },
     ProbeSpec {
         program: prog::PROCESS_EXIT,
-        syscall: false, hook: tp("sched", "sched_process_exit"),
+        syscall: false,
+        hook: tp("sched", "sched_process_exit"),
         need: Need::Required,
-        fields: &[f!("pid" => exit_pid, optional), f!("group_dead" => exit_group_dead, optional)],
+        fields: &[
+            f!("pid" => exit_pid, optional),
+            f!("group_dead" => exit_group_dead, optional),
+        ],
     },
     ProbeSpec {
         program: prog::MARK_VICTIM,
-        syscall: false, hook: tp("oom", "mark_victim"),
+        syscall: false,
+        hook: tp("oom", "mark_victim"),
         need: Need::Required,
         fields: &[
             f!("pid" => oom_pid),
@@ -173,27 +244,74 @@ pub static PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: prog::RSS_STAT,
-        syscall: false, hook: Hook::RawTracepoint { category: "kmem", name: "rss_stat" },
-        need: Need::Optional { fallback: "every tracked process is read from /proc each interval" },
+        syscall: false,
+        hook: Hook::RawTracepoint {
+            category: "kmem",
+            name: "rss_stat",
+        },
+        need: Need::Optional {
+            fallback: "every tracked process is read from /proc each interval",
+        },
         fields: &[],
     },
     ProbeSpec {
         program: prog::FAULT_SAMPLE,
         syscall: false,
         hook: Hook::PerfEvent { name: "page-faults" },
-        need: Need::Optional { fallback: "allocation sites come from brk/mmap/mremap growth only" },
+        need: Need::Optional {
+            fallback: "allocation sites come from brk/mmap/mremap growth only",
+        },
         fields: &[],
     },
-    ProbeSpec { program: prog::MALLOC_ENTER, syscall: false, hook: malloc("malloc"), need: MALLOC, fields: &[] },
-    ProbeSpec { program: prog::CALLOC_ENTER, syscall: false, hook: malloc("calloc"), need: MALLOC, fields: &[] },
-    ProbeSpec { program: prog::REALLOC_ENTER, syscall: false, hook: malloc("realloc"), need: MALLOC, fields: &[] },
-    ProbeSpec { program: prog::ALIGNED_ALLOC_ENTER, syscall: false, hook: malloc("aligned_alloc"), need: MALLOC, fields: &[] },
-    ProbeSpec { program: prog::POSIX_MEMALIGN_ENTER, syscall: false, hook: malloc("posix_memalign"), need: MALLOC, fields: &[] },
-    ProbeSpec { program: prog::FREE_ENTER, syscall: false, hook: malloc("free"), need: MALLOC, fields: &[] },
+    ProbeSpec {
+        program: prog::MALLOC_ENTER,
+        syscall: false,
+        hook: malloc("malloc"),
+        need: MALLOC,
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::CALLOC_ENTER,
+        syscall: false,
+        hook: malloc("calloc"),
+        need: MALLOC,
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::REALLOC_ENTER,
+        syscall: false,
+        hook: malloc("realloc"),
+        need: MALLOC,
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::ALIGNED_ALLOC_ENTER,
+        syscall: false,
+        hook: malloc("aligned_alloc"),
+        need: MALLOC,
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::POSIX_MEMALIGN_ENTER,
+        syscall: false,
+        hook: malloc("posix_memalign"),
+        need: MALLOC,
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::FREE_ENTER,
+        syscall: false,
+        hook: malloc("free"),
+        need: MALLOC,
+        fields: &[],
+    },
     ProbeSpec {
         program: prog::ALLOC_RETURN,
         syscall: false,
-        hook: Hook::UProbe { function: "malloc,calloc,realloc,aligned_alloc,posix_memalign", ret: true },
+        hook: Hook::UProbe {
+            function: "malloc,calloc,realloc,aligned_alloc,posix_memalign",
+            ret: true,
+        },
         need: MALLOC,
         fields: &[],
     },

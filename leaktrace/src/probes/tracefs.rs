@@ -25,15 +25,16 @@ impl Tracefs {
 pub fn ensure() -> io::Result<Tracefs> {
     for root in [TRACEFS, DEBUGFS_TRACING] {
         if Path::new(root).join("events").is_dir() {
-            return Ok(Tracefs { root: root.into(), mounted_by_us: false });
+            return Ok(Tracefs {
+                root: root.into(),
+                mounted_by_us: false,
+            });
         }
     }
     let target = CString::new(TRACEFS).expect("no NUL");
     let fstype = CString::new("tracefs").expect("no NUL");
     // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         let err = io::Error::last_os_error();
         return Err(io::Error::new(
@@ -41,5 +42,8 @@ pub fn ensure() -> io::Result<Tracefs> {
             format!("tracefs is not mounted and mounting it at {TRACEFS} failed: {err}"),
         ));
     }
-    Ok(Tracefs { root: TRACEFS.into(), mounted_by_us: true })
+    Ok(Tracefs {
+        root: TRACEFS.into(),
+        mounted_by_us: true,
+    })
 }

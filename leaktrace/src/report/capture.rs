@@ -9,14 +9,16 @@ use crate::{
     events::{Event, OomKill},
     state::{Proc, ProcessTable, memcg::MemcgResolver},
     sys::{
-        container::attribute,
         cgroup::{MemcgPath, MemcgStats, read_memcg_stats},
+        container::attribute,
         proc::{read_cmdline, read_meminfo, read_psi_memory, read_smaps_rollup, read_top_mappings},
     },
 };
 
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What must be read from /proc while the victim still exists — first thing after the event.
@@ -47,10 +49,18 @@ pub fn host_now() -> Host {
 pub fn victim_live(pid: u32, cached: Option<&Proc>, memcgs: &MemcgResolver) -> VictimLive {
     // What was cached while the process ran comes first: a dying process shows an empty cmdline
     // and, on cgroup v1, may already have been moved to the root cgroup.
-    let cmdline = cached.and_then(|p| p.cmdline.clone()).or_else(|| read_cmdline(pid).ok().filter(|c| !c.is_empty()));
+    let cmdline = cached
+        .and_then(|p| p.cmdline.clone())
+        .or_else(|| read_cmdline(pid).ok().filter(|c| !c.is_empty()));
     let memcg = cached.and_then(|p| p.memcg.clone()).or_else(|| memcgs.of(pid));
     let memcg_stats = memcg.as_ref().and_then(|m| read_memcg_stats(m).ok());
-    VictimLive { cmdline, memcg, memcg_stats, host: Some(host_now()), top_sites: Vec::new() }
+    VictimLive {
+        cmdline,
+        memcg,
+        memcg_stats,
+        host: Some(host_now()),
+        top_sites: Vec::new(),
+    }
 }
 
 fn growth(p: &Proc) -> f64 {
@@ -74,13 +84,31 @@ fn grower(p: &Proc, victim: u32, memcg: Option<String>) -> Grower {
 pub const TOP_GROWERS: usize = 5;
 
 /// Processes ranked by floor growth (then footprint), host-wide and in the victim's cgroup.
-fn top_growers(table: &ProcessTable, victim: u32, victim_memcg: Option<&str>, memcgs: &MemcgResolver) -> (Vec<Grower>, Vec<Grower>) {
+fn top_growers(
+    table: &ProcessTable,
+    victim: u32,
+    victim_memcg: Option<&str>,
+    memcgs: &MemcgResolver,
+) -> (Vec<Grower>, Vec<Grower>) {
     let mut all: Vec<&Proc> = table.iter().collect();
-    all.sort_by(|a, b| growth(b).total_cmp(&growth(a)).then(b.rss.footprint().cmp(&a.rss.footprint())));
+    all.sort_by(|a, b| {
+        growth(b)
+            .total_cmp(&growth(a))
+            .then(b.rss.footprint().cmp(&a.rss.footprint()))
+    });
     let host: Vec<Grower> = all
         .iter()
         .take(TOP_GROWERS)
-        .map(|p| grower(p, victim, p.memcg.as_ref().map(|m| m.rel.clone()).or_else(|| memcgs.of(p.key.pid).map(|m| m.rel))))
+        .map(|p| {
+            grower(
+                p,
+                victim,
+                p.memcg
+                    .as_ref()
+                    .map(|m| m.rel.clone())
+                    .or_else(|| memcgs.of(p.key.pid).map(|m| m.rel)),
+            )
+        })
         .collect();
     let mut in_cg = Vec::new();
     if let Some(cg) = victim_memcg {
@@ -88,7 +116,11 @@ fn top_growers(table: &ProcessTable, victim: u32, victim_memcg: Option<&str>, me
             if in_cg.len() == TOP_GROWERS {
                 break;
             }
-            let m = p.memcg.as_ref().map(|m| m.rel.clone()).or_else(|| memcgs.of(p.key.pid).map(|m| m.rel));
+            let m = p
+                .memcg
+                .as_ref()
+                .map(|m| m.rel.clone())
+                .or_else(|| memcgs.of(p.key.pid).map(|m| m.rel));
             if m.as_deref() == Some(cg) {
                 in_cg.push(grower(p, victim, m));
             }
@@ -160,8 +192,18 @@ pub fn build(k: KillInput<'_>) -> OomReport {
     let host = k.live.host.clone().unwrap_or_else(host_now);
     // The memcg bound when it has a limit smaller than the host's memory.
     let binding = match (&memcg, host.mem_total_bytes) {
-        (Some(Memcg { limit_bytes: Some(l), .. }), Some(total)) if *l < total => "memcg",
-        (Some(Memcg { limit_bytes: Some(_), .. }), None) => "memcg",
+        (
+            Some(Memcg {
+                limit_bytes: Some(l), ..
+            }),
+            Some(total),
+        ) if *l < total => "memcg",
+        (
+            Some(Memcg {
+                limit_bytes: Some(_), ..
+            }),
+            None,
+        ) => "memcg",
         _ => "host",
     };
     let timeline: Vec<Point> = v
@@ -169,11 +211,19 @@ pub fn build(k: KillInput<'_>) -> OomReport {
             p.timeline
                 .samples()
                 .into_iter()
-                .map(|s| Point { t_secs: ((s.t_secs - k.now_t) * 1000.0).round() / 1000.0, footprint_bytes: s.rss_bytes })
+                .map(|s| Point {
+                    t_secs: ((s.t_secs - k.now_t) * 1000.0).round() / 1000.0,
+                    footprint_bytes: s.rss_bytes,
+                })
                 .collect()
         })
         .unwrap_or_default();
-    let (cg, hostwide) = top_growers(k.table, kill.victim_pid, memcg.as_ref().map(|m| m.path.as_str()), k.memcgs);
+    let (cg, hostwide) = top_growers(
+        k.table,
+        kill.victim_pid,
+        memcg.as_ref().map(|m| m.path.as_str()),
+        k.memcgs,
+    );
     let kill_unix_ms = unix_ms();
     OomReport {
         version: REPORT_VERSION,
@@ -181,7 +231,11 @@ pub fn build(k: KillInput<'_>) -> OomReport {
         kill_unix_ms,
         kill_ts_ns: k.event.hdr.ts_ns,
         victim,
-        trigger: Trigger { pid: k.event.hdr.pid, tid: k.event.hdr.tid, comm: k.event.hdr.comm.clone() },
+        trigger: Trigger {
+            pid: k.event.hdr.pid,
+            tid: k.event.hdr.tid,
+            comm: k.event.hdr.comm.clone(),
+        },
         memcg,
         binding_limit: binding.into(),
         host,
@@ -194,9 +248,13 @@ pub fn build(k: KillInput<'_>) -> OomReport {
             growth_bytes_per_sec: x.growth_bytes_per_sec,
         }),
         flagged: v.is_some_and(|p| p.flagged_at.is_some()),
-        flagged_secs_before: v.and_then(|p| p.flagged_at).map(|f| ((k.now_t - f) * 10.0).round() / 10.0),
+        flagged_secs_before: v
+            .and_then(|p| p.flagged_at)
+            .map(|f| ((k.now_t - f) * 10.0).round() / 10.0),
         predicted: v.is_some_and(|p| p.predicted_at.is_some()),
-        lead_time_secs: v.and_then(|p| p.predicted_at).map(|f| ((k.now_t - f) * 10.0).round() / 10.0),
+        lead_time_secs: v
+            .and_then(|p| p.predicted_at)
+            .map(|f| ((k.now_t - f) * 10.0).round() / 10.0),
         predicted_eta_secs: v.and_then(|p| p.predicted_eta),
         top_growers_cgroup: cg,
         top_growers_host: hostwide,
@@ -212,7 +270,10 @@ pub fn snapshot(p: &Proc, eta_secs: f64, limit: &str) -> Snapshot {
     let status: BTreeMap<String, String> = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     Snapshot {
         pid,

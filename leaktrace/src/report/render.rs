@@ -33,11 +33,7 @@ pub fn render(r: &OomReport) -> String {
     line(&mut o, &"=".repeat(title.chars().count().min(100)));
     line(
         &mut o,
-        &format!(
-            "Killed:    pid {} ({comm}) at {} UTC",
-            v.pid,
-            utc(r.kill_unix_ms)
-        ),
+        &format!("Killed:    pid {} ({comm}) at {} UTC", v.pid, utc(r.kill_unix_ms)),
     );
     headline_limit(&mut o, r);
 
@@ -98,12 +94,7 @@ pub fn render(r: &OomReport) -> String {
     };
     line(
         &mut o,
-        &format!(
-            "Trigger:   pid {} tid {} ({}) {who}",
-            t.pid,
-            t.tid,
-            clean(&t.comm)
-        ),
+        &format!("Trigger:   pid {} tid {} ({}) {who}", t.pid, t.tid, clean(&t.comm)),
     );
 
     blank(&mut o);
@@ -222,10 +213,7 @@ fn headline_limit(o: &mut String, r: &OomReport) {
     match (&r.memcg, r.binding_limit.as_str()) {
         (Some(m), "memcg") => {
             let version = name(&m.version);
-            line(
-                o,
-                &format!("Limit:     memory cgroup {} ({version})", clean(&m.path)),
-            );
+            line(o, &format!("Limit:     memory cgroup {} ({version})", clean(&m.path)));
             let mut s = format!(
                 "           limit {}, usage {}, max usage {}, failcnt {}",
                 m.limit_bytes.map_or_else(|| "unlimited".to_string(), bytes),
@@ -270,8 +258,7 @@ fn host_section(o: &mut String, r: &OomReport) {
         (_, Some(0)) => "none".to_string(),
         (u, t) => format!("{} used of {}", opt_bytes(u), opt_bytes(t)),
     };
-    let psi =
-        |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |x| format!("{}%", num(x, 2)));
+    let psi = |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |x| format!("{}%", num(x, 2)));
     line(
         o,
         &format!(
@@ -298,10 +285,7 @@ fn analysis_section(o: &mut String, r: &OomReport) {
         None => line(o, "  no verdict (too few samples of the victim)"),
     }
     match (r.flagged, r.flagged_secs_before) {
-        (true, Some(s)) => line(
-            o,
-            &format!("  flagged as a leak {} before the kill", secs(s)),
-        ),
+        (true, Some(s)) => line(o, &format!("  flagged as a leak {} before the kill", secs(s))),
         (true, None) => line(o, "  flagged as a leak before the kill"),
         (false, _) => line(o, "  not flagged as a leak before the kill"),
     }
@@ -424,17 +408,10 @@ fn snapshot(o: &mut String, r: &OomReport, s: &Snapshot) {
             clean(&s.limit)
         ),
     );
-    let totals: Vec<String> = [
-        "Rss",
-        "Pss",
-        "Anonymous",
-        "Swap",
-        "Shared_Clean",
-        "Private_Dirty",
-    ]
-    .iter()
-    .filter_map(|k| s.smaps_rollup.get(*k).map(|v| format!("{k} {}", bytes(*v))))
-    .collect();
+    let totals: Vec<String> = ["Rss", "Pss", "Anonymous", "Swap", "Shared_Clean", "Private_Dirty"]
+        .iter()
+        .filter_map(|k| s.smaps_rollup.get(*k).map(|v| format!("{k} {}", bytes(*v))))
+        .collect();
     if !totals.is_empty() {
         line(o, &format!("  smaps_rollup: {}", totals.join(", ")));
     }
@@ -494,9 +471,7 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         .map(|p| (p.t_secs.min(0.0), p.footprint_bytes))
         .collect();
     if pts.is_empty() {
-        return vec![
-            "  (no samples: leaktrace had not seen the victim grow before the kill)".into(),
-        ];
+        return vec!["  (no samples: leaktrace had not seen the victim grow before the kill)".into()];
     }
     let earliest = pts.iter().map(|p| p.0).fold(0.0_f64, f64::min);
     let span = if earliest < 0.0 { -earliest } else { 1.0 };
@@ -521,11 +496,7 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         _ => max,
     }
     .max(1);
-    let (unit, div) = if top as f64 >= GIB {
-        ("GiB", GIB)
-    } else {
-        ("MiB", MIB)
-    };
+    let (unit, div) = if top as f64 >= GIB { ("GiB", GIB) } else { ("MiB", MIB) };
     let top_u = top as f64 / div;
     let decimals = if top_u >= 100.0 {
         0
@@ -539,15 +510,9 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
 
     let mut out = Vec::with_capacity(height + 3);
     if top == limit.unwrap_or(0) && top > max {
-        out.push(format!(
-            "  top of the chart = the cgroup limit ({})",
-            bytes(top)
-        ));
+        out.push(format!("  top of the chart = the cgroup limit ({})", bytes(top)));
     } else if top == limit.unwrap_or(0) {
-        out.push(format!(
-            "  the victim reached the cgroup limit ({})",
-            bytes(top)
-        ));
+        out.push(format!("  the victim reached the cgroup limit ({})", bytes(top)));
     }
     let heights: Vec<Option<f64>> = cols
         .iter()
@@ -575,11 +540,7 @@ fn chart(points: &[Point], width: usize, height: usize, limit: Option<u64>) -> V
         }
         out.push(s);
     }
-    out.push(format!(
-        "  {:>label_w$} +{}+",
-        label(0.0),
-        "-".repeat(width)
-    ));
+    out.push(format!("  {:>label_w$} +{}+", label(0.0), "-".repeat(width)));
 
     // x axis: seconds before the kill at 0, ¼, ½, ¾ of the way, and the kill at the right edge.
     let origin = label_w + 3; // where column 0 is printed
@@ -714,9 +675,7 @@ fn name<T: Serialize + Debug>(v: &T) -> String {
 
 /// Control characters (a terminal escape in a comm or path) shown as `?`.
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -767,8 +726,7 @@ pub(crate) mod tests {
             .map(|i| Point {
                 t_secs: f64::from(i) - 60.0,
                 // a rising floor with a sawtooth on top: a mountain
-                footprint_bytes: (16 * MB + 4 * MB * u64::from(i) + u64::from(i % 5) * 3 * MB)
-                    .min(256 * MB),
+                footprint_bytes: (16 * MB + 4 * MB * u64::from(i) + u64::from(i % 5) * 3 * MB).min(256 * MB),
             })
             .collect();
         let grower = |pid: u32, comm: &str, g: f64, fp: u64, victim: bool| Grower {
@@ -1047,10 +1005,7 @@ pub(crate) mod tests {
         r.host.swap_total_bytes = Some(0);
         let text = render(&r);
         assert!(text.contains("host memory"), "{text}");
-        assert!(
-            text.contains("victim's cgroup /leak-test: limit unlimited"),
-            "{text}"
-        );
+        assert!(text.contains("victim's cgroup /leak-test: limit unlimited"), "{text}");
         assert!(text.contains("lead time unknown"), "{text}");
         assert!(text.contains("swap none"), "{text}");
     }
@@ -1064,10 +1019,7 @@ pub(crate) mod tests {
              mountain leak +4.0 MiB/s  predicted 30 s ahead  [oom-1764000000000-4242]"
         );
         let s = one_line(&bare());
-        assert!(
-            s.contains("pid 4242 (?)  host  anon-rss ?  not predicted"),
-            "{s}"
-        );
+        assert!(s.contains("pid 4242 (?)  host  anon-rss ?  not predicted"), "{s}");
         assert!(!s.contains('\n'));
     }
 
@@ -1118,23 +1070,14 @@ pub(crate) mod tests {
             },
         ];
         let lines = chart(&big, CHART_WIDTH, CHART_HEIGHT, None);
-        assert!(
-            lines.iter().any(|l| l.contains("3.00 GiB")),
-            "{}",
-            lines.join("\n")
-        );
+        assert!(lines.iter().any(|l| l.contains("3.00 GiB")), "{}", lines.join("\n"));
     }
 
     #[test]
     fn chart_edge_cases_do_not_panic() {
         let check = |pts: &[Point], limit: Option<u64>| {
             let lines = chart(pts, CHART_WIDTH, CHART_HEIGHT, limit);
-            assert_eq!(
-                plot_rows(&lines).len(),
-                CHART_HEIGHT,
-                "{}",
-                lines.join("\n")
-            );
+            assert_eq!(plot_rows(&lines).len(), CHART_HEIGHT, "{}", lines.join("\n"));
             lines
         };
         // empty: one explanatory line

@@ -58,7 +58,9 @@ impl ReportStore {
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&body).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&body)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
         Ok(path)
@@ -82,13 +84,20 @@ impl ReportStore {
         let mut paths: Vec<PathBuf> = rd
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("oom-") && n.ends_with(".json")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("oom-") && n.ends_with(".json"))
+            })
             .collect();
         paths.sort();
-        Ok(paths.into_iter().map(|p| {
-            let r = load_path(&p);
-            (p, r)
-        }).collect())
+        Ok(paths
+            .into_iter()
+            .map(|p| {
+                let r = load_path(&p);
+                (p, r)
+            })
+            .collect())
     }
 
     /// A report by id (`oom-...`), file name, or path.
@@ -108,5 +117,6 @@ impl ReportStore {
 
 pub fn load_path(path: &Path) -> anyhow::Result<OomReport> {
     let text = fs::read(path).with_context(|| format!("cannot read report {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not a leaktrace report (corrupt or truncated?)", path.display()))
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a leaktrace report (corrupt or truncated?)", path.display()))
 }

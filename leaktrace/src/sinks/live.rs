@@ -85,7 +85,12 @@ pub fn human_leak(p: &Proc, t: f64) -> String {
 
 pub fn human_cleared(p: &Proc, t: f64, reason: &str) -> String {
     let pattern = p.verdict.map_or("unknown".to_string(), |v| v.pattern.to_string());
-    format!("[{t:>7.1}s] leak cleared   pid {} ({}): {reason}, now {pattern}, footprint {}", p.key.pid, p.comm, bytes(p.rss.footprint()))
+    format!(
+        "[{t:>7.1}s] leak cleared   pid {} ({}): {reason}, now {pattern}, footprint {}",
+        p.key.pid,
+        p.comm,
+        bytes(p.rss.footprint())
+    )
 }
 
 pub fn sample(g: &Group, v: &Verdict) -> Value {
@@ -139,7 +144,9 @@ pub fn human_verdict(g: &Group, v: &Verdict) -> String {
 }
 
 pub fn oom_predicted(p: &Proc) -> Value {
-    let (eta, kind, limit) = p.eta.unwrap_or((f64::INFINITY, crate::analysis::predict::LimitKind::Host, 0));
+    let (eta, kind, limit) = p
+        .eta
+        .unwrap_or((f64::INFINITY, crate::analysis::predict::LimitKind::Host, 0));
     json!({
         "event": "oom_predicted",
         "ts_ns": monotonic_ns(),
@@ -157,7 +164,9 @@ pub fn oom_predicted(p: &Proc) -> Value {
 }
 
 pub fn human_predicted(p: &Proc, t: f64) -> String {
-    let (eta, kind, limit) = p.eta.unwrap_or((f64::INFINITY, crate::analysis::predict::LimitKind::Host, 0));
+    let (eta, kind, limit) = p
+        .eta
+        .unwrap_or((f64::INFINITY, crate::analysis::predict::LimitKind::Host, 0));
     format!(
         "[{t:>7.1}s] OOM PREDICTED  pid {} ({}): {} limit {} reached in ~{:.0}s at {}/s",
         p.key.pid,

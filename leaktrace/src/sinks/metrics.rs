@@ -29,9 +29,7 @@ use crate::{
     analysis::predict::LimitKind,
     monitor::{Monitor, Update},
     state::{Proc, ProcessTable},
-    sys::proc::{
-        MemInfo, Psi, read_meminfo, read_psi_memory, read_stat, read_status, read_vmstat_oom_kill,
-    },
+    sys::proc::{MemInfo, Psi, read_meminfo, read_psi_memory, read_stat, read_status, read_vmstat_oom_kill},
 };
 
 /// Where `--metrics` without a value listens.
@@ -234,11 +232,7 @@ impl Metrics {
             "OOM kills seen by leaktrace, by the victim's memory cgroup",
             m.oom_kills.clone(),
         );
-        r.register(
-            "leaktrace_events",
-            "Kernel events decoded, by kind",
-            m.events.clone(),
-        );
+        r.register("leaktrace_events", "Kernel events decoded, by kind", m.events.clone());
         r.register(
             "leaktrace_events_dropped",
             "Kernel events lost because a ring buffer was full, by kind",
@@ -373,11 +367,7 @@ impl Metrics {
                 .set(p.verdict.map_or(0.0, |v| v.growth_bytes_per_sec));
             self.leak.get_or_create(&l).set(i64::from(p.flagged));
             if let Some((eta, kind, _)) = p.eta {
-                let limit = if kind == LimitKind::Memcg {
-                    "memcg"
-                } else {
-                    "host"
-                };
+                let limit = if kind == LimitKind::Memcg { "memcg" } else { "host" };
                 let el = EtaLabels {
                     pid: l.pid.clone(),
                     comm: l.comm.clone(),
@@ -410,14 +400,12 @@ impl Metrics {
             self.mem_available.set(to_i64(mi.mem_available));
             self.mem_total.set(to_i64(mi.mem_total));
             self.swap_total.set(to_i64(mi.swap_total));
-            self.swap_used
-                .set(to_i64(mi.swap_total.saturating_sub(mi.swap_free)));
+            self.swap_used.set(to_i64(mi.swap_total.saturating_sub(mi.swap_free)));
         }
         if let Some(psi) = &h.psi {
             // The kernel prints percent; exported as a ratio.
             self.psi_some.set(psi.some.avg10 / 100.0);
-            self.psi_full
-                .set(psi.full.as_ref().map_or(0.0, |f| f.avg10 / 100.0));
+            self.psi_full.set(psi.full.as_ref().map_or(0.0, |f| f.avg10 / 100.0));
         }
         if let Some(n) = h.oom_kills
             && n > self.seen_host_oom
@@ -469,10 +457,7 @@ impl Exporter {
     pub fn update(&self, mon: &Monitor, ups: &[Update]) {
         let host = HostReading::read();
         let me = SelfReading::read();
-        let mut m = self
-            .metrics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for u in ups {
             m.note(u);
         }
@@ -520,27 +505,16 @@ fn respond(head: &str, metrics: &Mutex<Metrics>) -> (&'static str, &'static str,
         "/metrics" => {
             let openmetrics = lines.any(|l| {
                 l.split_once(':').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("accept")
-                        && v.contains("application/openmetrics-text")
+                    k.trim().eq_ignore_ascii_case("accept") && v.contains("application/openmetrics-text")
                 })
             });
             let body = metrics
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .encode();
-            (
-                "200 OK",
-                if openmetrics { OPENMETRICS } else { TEXT },
-                body,
-                head_only,
-            )
+            ("200 OK", if openmetrics { OPENMETRICS } else { TEXT }, body, head_only)
         }
-        "/" => (
-            "200 OK",
-            TEXT,
-            "leaktrace: metrics at /metrics\n".into(),
-            head_only,
-        ),
+        "/" => ("200 OK", TEXT, "leaktrace: metrics at /metrics\n".into(), head_only),
         _ => (
             "404 Not Found",
             TEXT,
@@ -597,14 +571,7 @@ mod tests {
                 pid * 100
             ))
             .unwrap();
-            t.observe(
-                ProcKey {
-                    pid,
-                    start_ticks: 1,
-                },
-                &st,
-                0.0,
-            );
+            t.observe(ProcKey { pid, start_ticks: 1 }, &st, 0.0);
         }
         t
     }
@@ -662,27 +629,17 @@ mod tests {
         let s = m.encode();
 
         assert!(s.ends_with("# EOF\n"), "{s}");
-        assert!(
-            s.contains("# TYPE leaktrace_process_rss_bytes gauge"),
-            "{s}"
-        );
-        assert!(
-            s.contains("# UNIT leaktrace_process_rss_bytes bytes"),
-            "{s}"
-        );
+        assert!(s.contains("# TYPE leaktrace_process_rss_bytes gauge"), "{s}");
+        assert!(s.contains("# UNIT leaktrace_process_rss_bytes bytes"), "{s}");
         // Top 2: the flagged pid 1 first, then the largest footprint (pid 3); pid 2 is left out.
         let rss = lines_of(&s, "leaktrace_process_rss_bytes");
         assert_eq!(rss.len(), 8, "{rss:?}");
         assert!(
-            rss.contains(
-                &r#"leaktrace_process_rss_bytes{pid="1",comm="proc1",cgroup="",kind="anon"} 102400"#
-            ),
+            rss.contains(&r#"leaktrace_process_rss_bytes{pid="1",comm="proc1",cgroup="",kind="anon"} 102400"#),
             "{rss:?}"
         );
         assert!(
-            rss.contains(
-                &r#"leaktrace_process_rss_bytes{pid="3",comm="proc3",cgroup="",kind="swap"} 8192"#
-            ),
+            rss.contains(&r#"leaktrace_process_rss_bytes{pid="3",comm="proc3",cgroup="",kind="swap"} 8192"#),
             "{rss:?}"
         );
         assert!(!s.contains(r#"pid="2""#), "{s}");
@@ -701,52 +658,22 @@ mod tests {
         );
         assert_eq!(
             lines_of(&s, "leaktrace_process_oom_eta_seconds"),
-            [
-                r#"leaktrace_process_oom_eta_seconds{pid="1",comm="proc1",cgroup="",limit="memcg"} 120.5"#
-            ]
+            [r#"leaktrace_process_oom_eta_seconds{pid="1",comm="proc1",cgroup="",limit="memcg"} 120.5"#]
         );
         // Counters: `_total` added by the encoder; every kind present.
         assert!(s.contains("# TYPE leaktrace_events counter"), "{s}");
-        assert!(
-            s.contains(r#"leaktrace_events_total{kind="mmap"} 9"#),
-            "{s}"
-        );
-        assert!(
-            s.contains(r#"leaktrace_events_total{kind="oom_kill"} 0"#),
-            "{s}"
-        );
-        assert!(
-            s.contains(r#"leaktrace_events_dropped_total{kind="brk"} 3"#),
-            "{s}"
-        );
-        assert_eq!(
-            lines_of(&s, "leaktrace_events_dropped_total").len(),
-            8,
-            "{s}"
-        );
+        assert!(s.contains(r#"leaktrace_events_total{kind="mmap"} 9"#), "{s}");
+        assert!(s.contains(r#"leaktrace_events_total{kind="oom_kill"} 0"#), "{s}");
+        assert!(s.contains(r#"leaktrace_events_dropped_total{kind="brk"} 3"#), "{s}");
+        assert_eq!(lines_of(&s, "leaktrace_events_dropped_total").len(), 8, "{s}");
         assert!(s.contains("leaktrace_host_oom_kills_total 5\n"), "{s}");
         assert!(s.contains("leaktrace_agent_cpu_seconds_total 1.5\n"), "{s}");
-        assert!(
-            s.contains("leaktrace_agent_resident_memory_bytes 12345\n"),
-            "{s}"
-        );
+        assert!(s.contains("leaktrace_agent_resident_memory_bytes 12345\n"), "{s}");
         assert!(s.contains("leaktrace_tracked_processes 3\n"), "{s}");
-        assert!(
-            s.contains("leaktrace_host_memory_total_bytes 8589934592\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("leaktrace_host_swap_used_bytes 1073741824\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("leaktrace_host_psi_memory_some_avg10 0.125\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("leaktrace_host_psi_memory_full_avg10 0.02\n"),
-            "{s}"
-        );
+        assert!(s.contains("leaktrace_host_memory_total_bytes 8589934592\n"), "{s}");
+        assert!(s.contains("leaktrace_host_swap_used_bytes 1073741824\n"), "{s}");
+        assert!(s.contains("leaktrace_host_psi_memory_some_avg10 0.125\n"), "{s}");
+        assert!(s.contains("leaktrace_host_psi_memory_full_avg10 0.02\n"), "{s}");
         // No OOM kill yet: the family has no series.
         assert!(lines_of(&s, "leaktrace_oom_kills_total").is_empty(), "{s}");
 
@@ -756,10 +683,7 @@ mod tests {
         let s = m.encode();
         assert!(!s.contains(r#"pid="1""#), "{s}");
         assert!(s.contains(r#"pid="2""#) && s.contains(r#"pid="3""#), "{s}");
-        assert!(
-            lines_of(&s, "leaktrace_process_oom_eta_seconds").is_empty(),
-            "{s}"
-        );
+        assert!(lines_of(&s, "leaktrace_process_oom_eta_seconds").is_empty(), "{s}");
     }
 
     #[test]
@@ -776,27 +700,15 @@ mod tests {
         );
         assert_eq!(respond("GET /metrics?x=1 HTTP/1.0", &m).1, TEXT);
         assert_eq!(respond("GET /nope HTTP/1.1", &m).0, "404 Not Found");
-        assert_eq!(
-            respond("POST /metrics HTTP/1.1", &m).0,
-            "405 Method Not Allowed"
-        );
+        assert_eq!(respond("POST /metrics HTTP/1.1", &m).0, "405 Method Not Allowed");
         assert!(respond("HEAD /metrics HTTP/1.1", &m).3);
     }
 
     #[test]
     fn metrics_addresses() {
-        assert_eq!(
-            parse_addr(DEFAULT_ADDR).unwrap(),
-            "127.0.0.1:9464".parse().unwrap()
-        );
-        assert_eq!(
-            parse_addr("9100").unwrap(),
-            "127.0.0.1:9100".parse().unwrap()
-        );
-        assert_eq!(
-            parse_addr("[::1]:9464").unwrap(),
-            "[::1]:9464".parse().unwrap()
-        );
+        assert_eq!(parse_addr(DEFAULT_ADDR).unwrap(), "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(parse_addr("9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(parse_addr("[::1]:9464").unwrap(), "[::1]:9464".parse().unwrap());
         for bad in ["", "localhost:9464", "1.2.3.4", "1.2.3.4:99999", "abc"] {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }

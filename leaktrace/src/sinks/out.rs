@@ -14,7 +14,10 @@ impl Default for Out {
 
 impl Out {
     pub fn new() -> Self {
-        Self { w: BufWriter::new(io::stdout()), closed: false }
+        Self {
+            w: BufWriter::new(io::stdout()),
+            closed: false,
+        }
     }
 
     /// False once the reader went away: the caller should stop.

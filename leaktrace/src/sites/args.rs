@@ -35,7 +35,13 @@ impl RunStackArgs {
             };
         }
         let fault_sample = self.fault_sample.unwrap_or(DEFAULT_FAULT_SAMPLE);
-        Ok(Some(SitesOptions { all, fault_sample, malloc: false, malloc_sample: 1, eager: false }))
+        Ok(Some(SitesOptions {
+            all,
+            fault_sample,
+            malloc: false,
+            malloc_sample: 1,
+            eager: false,
+        }))
     }
 }
 
@@ -53,7 +59,13 @@ pub struct MallocArgs {
 impl MallocArgs {
     /// Stack options for one observed process tree (`watch`, `sites`).
     pub fn options(&self, faults: &FaultSampleArgs) -> SitesOptions {
-        SitesOptions { all: false, fault_sample: faults.fault_sample, malloc: self.malloc, malloc_sample: self.malloc_sample, eager: true }
+        SitesOptions {
+            all: false,
+            fault_sample: faults.fault_sample,
+            malloc: self.malloc,
+            malloc_sample: self.malloc_sample,
+            eager: true,
+        }
     }
 }
 
@@ -88,11 +100,28 @@ mod tests {
 
     #[test]
     fn sites_args() {
-        let c = Cli::try_parse_from(["leaktrace", "sites", "--pid", "5", "--malloc", "--malloc-sample", "3", "--folded", "/tmp/x"]).unwrap();
+        let c = Cli::try_parse_from([
+            "leaktrace",
+            "sites",
+            "--pid",
+            "5",
+            "--malloc",
+            "--malloc-sample",
+            "3",
+            "--folded",
+            "/tmp/x",
+        ])
+        .unwrap();
         let Command::Sites(s) = c.command else { panic!() };
-        assert_eq!((s.pid, s.malloc.malloc, s.malloc.malloc_sample, s.faults.fault_sample), (5, true, 3, super::DEFAULT_FAULT_SAMPLE));
+        assert_eq!(
+            (s.pid, s.malloc.malloc, s.malloc.malloc_sample, s.faults.fault_sample),
+            (5, true, 3, super::DEFAULT_FAULT_SAMPLE)
+        );
         assert!(Cli::try_parse_from(["leaktrace", "sites"]).is_err());
-        assert!(Cli::try_parse_from(["leaktrace", "sites", "--pid", "5", "--malloc-sample", "3"]).is_err(), "--malloc-sample needs --malloc");
+        assert!(
+            Cli::try_parse_from(["leaktrace", "sites", "--pid", "5", "--malloc-sample", "3"]).is_err(),
+            "--malloc-sample needs --malloc"
+        );
         assert!(Cli::try_parse_from(["leaktrace", "sites", "--pid", "5", "--fault-sample", "0"]).is_err());
         let c = Cli::try_parse_from(["leaktrace", "watch", "--malloc", "--fault-sample", "16", "--", "ls"]).unwrap();
         let Command::Watch(w) = c.command else { panic!() };

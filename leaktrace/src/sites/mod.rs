@@ -112,7 +112,11 @@ pub struct Row {
 
 impl Row {
     pub fn site(&self) -> Site {
-        Site { bytes: self.bytes, frames: self.frames.clone(), events: self.events }
+        Site {
+            bytes: self.bytes,
+            frames: self.frames.clone(),
+            events: self.events,
+        }
     }
 }
 
@@ -156,13 +160,22 @@ pub struct SiteTracker {
     pub notes: Vec<String>,
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &str, f: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>) -> anyhow::Result<T> {
-    let m = ebpf.take_map(name).with_context(|| format!("map {name} not in the eBPF object"))?;
+fn take<T>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    f: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> anyhow::Result<T> {
+    let m = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} not in the eBPF object"))?;
     f(m).with_context(|| format!("map {name}"))
 }
 
 fn no_stack() -> Frames {
-    Arc::new(vec![Frame { text: "[no stack: stack-map collision or unreadable user stack]".into(), module: None }])
+    Arc::new(vec![Frame {
+        text: "[no stack: stack-map collision or unreadable user stack]".into(),
+        module: None,
+    }])
 }
 
 impl SiteTracker {
@@ -199,11 +212,19 @@ impl SiteTracker {
         if !self.opts.all
             && let Err(e) = self.watched.insert(pid, 1, 0)
         {
-            self.notes.push(format!("pid {pid}: cannot record its stacks ({e}); at most 1024 processes are watched"));
+            self.notes.push(format!(
+                "pid {pid}: cannot record its stacks ({e}); at most 1024 processes are watched"
+            ));
             return;
         }
         let maps = ProcMaps::read(pid).map(Arc::new);
-        self.procs.insert(pid, ProcSites { maps, ..Default::default() });
+        self.procs.insert(
+            pid,
+            ProcSites {
+                maps,
+                ..Default::default()
+            },
+        );
         if self.opts.malloc && !self.malloc_links.contains_key(&pid) {
             match uprobes::attach(ebpf, pid) {
                 Ok(links) => {
@@ -219,7 +240,13 @@ impl SiteTracker {
         if let Some(p) = self.procs.get_mut(&pid) {
             p.dead = true;
         } else if self.opts.all {
-            self.procs.insert(pid, ProcSites { dead: true, ..Default::default() });
+            self.procs.insert(
+                pid,
+                ProcSites {
+                    dead: true,
+                    ..Default::default()
+                },
+            );
         }
     }
 
@@ -258,7 +285,13 @@ impl SiteTracker {
             let m = malloc.remove(&tgid).unwrap_or_default();
             if !self.opts.all && !self.procs.contains_key(&tgid) {
                 // Left over from a process no longer followed: delete at cleanup below.
-                self.procs.insert(tgid, ProcSites { dead: true, ..Default::default() });
+                self.procs.insert(
+                    tgid,
+                    ProcSites {
+                        dead: true,
+                        ..Default::default()
+                    },
+                );
             }
             let p = self.procs.entry(tgid).or_default();
             if p.done {
@@ -267,13 +300,18 @@ impl SiteTracker {
             let mut new_stack = false;
             for id in g.keys().chain(m.keys()) {
                 if *id != NO_STACK && !self.addrs.contains_key(id) {
-                    let ips: Arc<[u64]> = self.stacks.get(id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default();
+                    let ips: Arc<[u64]> = self
+                        .stacks
+                        .get(id, 0)
+                        .map(|s| s.frames().iter().map(|f| f.ip).collect())
+                        .unwrap_or_default();
                     self.addrs.insert(*id, ips);
                 }
                 new_stack |= !p.frames.contains_key(id);
             }
             // Capture the mappings while the process lives, whenever it shows stacks not yet named.
-            if new_stack && !p.dead
+            if new_stack
+                && !p.dead
                 && let Some(m) = ProcMaps::read(tgid)
             {
                 p.maps = Some(Arc::new(m));
@@ -301,7 +339,13 @@ impl SiteTracker {
 
     fn name_frames(&mut self, pid: u32) {
         let Some(p) = self.procs.get_mut(&pid) else { return };
-        let ids: Vec<u32> = p.growth.keys().chain(p.malloc.keys()).filter(|id| !p.frames.contains_key(id)).copied().collect();
+        let ids: Vec<u32> = p
+            .growth
+            .keys()
+            .chain(p.malloc.keys())
+            .filter(|id| !p.frames.contains_key(id))
+            .copied()
+            .collect();
         for id in ids {
             let frames = if id == NO_STACK {
                 no_stack()
@@ -320,21 +364,41 @@ impl SiteTracker {
     /// Delete the kernel entries of exited processes, forget them (unless eager: then they are
     /// kept, final) and remove stacks no process references any more.
     fn cleanup(&mut self, ebpf: &mut Ebpf) {
-        let dead: Vec<u32> = self.procs.iter().filter(|(_, p)| p.dead && !p.done).map(|(pid, _)| *pid).collect();
+        let dead: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.dead && !p.done)
+            .map(|(pid, _)| *pid)
+            .collect();
         if dead.is_empty() {
             return;
         }
         let dead_set: HashSet<u32> = dead.iter().copied().collect();
-        let gone: Vec<SiteKey> = self.sites.keys().filter_map(Result::ok).filter(|k| dead_set.contains(&k.tgid)).collect();
+        let gone: Vec<SiteKey> = self
+            .sites
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| dead_set.contains(&k.tgid))
+            .collect();
         for k in &gone {
             let _ = self.sites.remove(k);
         }
         if self.opts.malloc {
-            let gone: Vec<SiteKey> = self.malloc_sites.keys().filter_map(Result::ok).filter(|k| dead_set.contains(&k.tgid)).collect();
+            let gone: Vec<SiteKey> = self
+                .malloc_sites
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| dead_set.contains(&k.tgid))
+                .collect();
             for k in &gone {
                 let _ = self.malloc_sites.remove(k);
             }
-            let gone: Vec<AllocKey> = self.allocs.keys().filter_map(Result::ok).filter(|k| dead_set.contains(&k.tgid)).collect();
+            let gone: Vec<AllocKey> = self
+                .allocs
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| dead_set.contains(&k.tgid))
+                .collect();
             for k in &gone {
                 let _ = self.allocs.remove(k);
             }
@@ -346,7 +410,12 @@ impl SiteTracker {
                 live_refs.extend(p.growth.keys().chain(p.malloc.keys()).copied());
             }
         }
-        let stale: Vec<u32> = self.addrs.keys().filter(|id| !live_refs.contains(id)).copied().collect();
+        let stale: Vec<u32> = self
+            .addrs
+            .keys()
+            .filter(|id| !live_refs.contains(id))
+            .copied()
+            .collect();
         for id in stale {
             let _ = self.stacks.remove(&id);
             self.addrs.remove(&id);
@@ -371,7 +440,11 @@ impl SiteTracker {
     /// then the unattributed ones.
     pub fn rows(&self, pids: &[u32]) -> Vec<Row> {
         let mode = self.mode();
-        let scale = if mode == Mode::Malloc { i64::from(self.opts.malloc_sample.max(1)) } else { 1 };
+        let scale = if mode == Mode::Malloc {
+            i64::from(self.opts.malloc_sample.max(1))
+        } else {
+            1
+        };
         let mut merged: HashMap<Vec<String>, Row> = HashMap::new();
         for (pid, p) in &self.procs {
             if !pids.is_empty() && !pids.contains(pid) {
@@ -381,10 +454,22 @@ impl SiteTracker {
                 if bytes == 0 {
                     return;
                 }
-                let frames = p.frames.get(&id).cloned().unwrap_or_else(|| raw_frames(self.addrs.get(&id)));
-                let unattributed = id == NO_STACK || frames.iter().all(|f| f.module.as_deref().is_none_or(is_c_runtime));
+                let frames = p
+                    .frames
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| raw_frames(self.addrs.get(&id)));
+                let unattributed =
+                    id == NO_STACK || frames.iter().all(|f| f.module.as_deref().is_none_or(is_c_runtime));
                 let texts: Vec<String> = frames.iter().map(|f| f.text.clone()).collect();
-                let r = merged.entry(texts.clone()).or_insert(Row { bytes: 0, grown_bytes: 0, fault_bytes: 0, events: 0, unattributed, frames: texts });
+                let r = merged.entry(texts.clone()).or_insert(Row {
+                    bytes: 0,
+                    grown_bytes: 0,
+                    fault_bytes: 0,
+                    events: 0,
+                    unattributed,
+                    frames: texts,
+                });
                 r.bytes += bytes;
                 r.grown_bytes += grown;
                 r.fault_bytes += fault;
@@ -393,7 +478,13 @@ impl SiteTracker {
             match mode {
                 Mode::Growth => {
                     for (id, v) in &p.growth {
-                        add(*id, v.grown_bytes + v.fault_bytes, v.grown_bytes, v.fault_bytes, v.events);
+                        add(
+                            *id,
+                            v.grown_bytes + v.fault_bytes,
+                            v.grown_bytes,
+                            v.fault_bytes,
+                            v.events,
+                        );
                     }
                 }
                 Mode::Malloc => {
@@ -405,13 +496,23 @@ impl SiteTracker {
             }
         }
         let mut rows: Vec<Row> = merged.into_values().collect();
-        rows.sort_by(|a, b| a.unattributed.cmp(&b.unattributed).then(b.bytes.cmp(&a.bytes)).then(a.frames.cmp(&b.frames)));
+        rows.sort_by(|a, b| {
+            a.unattributed
+                .cmp(&b.unattributed)
+                .then(b.bytes.cmp(&a.bytes))
+                .then(a.frames.cmp(&b.frames))
+        });
         rows
     }
 
     /// The top `n` attributable sites of `pids` (all followed processes when empty).
     pub fn top(&self, pids: &[u32], n: usize) -> Vec<Site> {
-        self.rows(pids).iter().filter(|r| !r.unattributed).take(n).map(Row::site).collect()
+        self.rows(pids)
+            .iter()
+            .filter(|r| !r.unattributed)
+            .take(n)
+            .map(Row::site)
+            .collect()
     }
 
     /// Bytes in unattributed rows.
@@ -428,7 +529,14 @@ impl SiteTracker {
 
 fn raw_frames(addrs: Option<&Arc<[u64]>>) -> Frames {
     match addrs {
-        Some(a) if !a.is_empty() => Arc::new(a.iter().map(|x| Frame { text: format!("{x:#x}"), module: None }).collect()),
+        Some(a) if !a.is_empty() => Arc::new(
+            a.iter()
+                .map(|x| Frame {
+                    text: format!("{x:#x}"),
+                    module: None,
+                })
+                .collect(),
+        ),
         _ => no_stack(),
     }
 }
@@ -437,7 +545,12 @@ fn raw_frames(addrs: Option<&Arc<[u64]>>) -> Frames {
 pub fn folded(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows.iter().filter(|r| r.bytes > 0) {
-        let frames: Vec<String> = r.frames.iter().rev().map(|f| f.replace(';', ":").replace('\n', " ")).collect();
+        let frames: Vec<String> = r
+            .frames
+            .iter()
+            .rev()
+            .map(|f| f.replace(';', ":").replace('\n', " "))
+            .collect();
         let _ = writeln!(out, "{} {}", frames.join(";"), r.bytes);
     }
     out
@@ -457,12 +570,23 @@ mod tests {
     use super::*;
 
     fn row(bytes: u64, frames: &[&str]) -> Row {
-        Row { bytes, grown_bytes: bytes, fault_bytes: 0, events: 1, unattributed: false, frames: frames.iter().map(|s| s.to_string()).collect() }
+        Row {
+            bytes,
+            grown_bytes: bytes,
+            fault_bytes: 0,
+            events: 1,
+            unattributed: false,
+            frames: frames.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
     fn folded_is_outermost_first() {
-        let rows = [row(4096, &["leak_here", "main", "_start"]), row(10, &["a;b", "main"]), row(0, &["never"])];
+        let rows = [
+            row(4096, &["leak_here", "main", "_start"]),
+            row(10, &["a;b", "main"]),
+            row(0, &["never"]),
+        ];
         assert_eq!(folded(&rows), "_start;main;leak_here 4096\nmain;a:b 10\n");
     }
 
@@ -475,7 +599,13 @@ mod tests {
 
     #[test]
     fn config_from_options() {
-        let o = SitesOptions { all: true, fault_sample: 64, malloc: false, malloc_sample: 0, eager: false };
+        let o = SitesOptions {
+            all: true,
+            fault_sample: 64,
+            malloc: false,
+            malloc_sample: 0,
+            eager: false,
+        };
         let c = o.config();
         assert_eq!((c.enabled, c.all, c.fault_bytes, c.malloc_sample), (1, 1, 64 * 4096, 1));
     }
@@ -483,6 +613,13 @@ mod tests {
     #[test]
     fn site_reads_old_reports() {
         let s: Site = serde_json::from_str(r#"{"bytes":5,"frames":["f"]}"#).unwrap();
-        assert_eq!(s, Site { bytes: 5, frames: vec!["f".into()], events: 0 });
+        assert_eq!(
+            s,
+            Site {
+                bytes: 5,
+                frames: vec!["f".into()],
+                events: 0
+            }
+        );
     }
 }

@@ -48,7 +48,9 @@ pub fn parse_maps(pid: u32, text: &str) -> ProcMaps {
     let mut maps = Vec::new();
     for line in text.lines() {
         let mut f = line.splitn(6, ' ');
-        let (Some(range), Some(_perms), Some(off), Some(dev), Some(inode)) = (f.next(), f.next(), f.next(), f.next(), f.next()) else {
+        let (Some(range), Some(_perms), Some(off), Some(dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
             continue;
         };
         let path = f.next().unwrap_or("").trim_start();
@@ -57,9 +59,21 @@ pub fn parse_maps(pid: u32, text: &str) -> ProcMaps {
         }
         let Some((s, e)) = range.split_once('-') else { continue };
         let hex = |v: &str| u64::from_str_radix(v, 16).ok();
-        let (Some(start), Some(end), Some(offset)) = (hex(s), hex(e), hex(off)) else { continue };
-        let dev = dev.split_once(':').and_then(|(a, b)| Some((hex(a)?, hex(b)?))).unwrap_or((0, 0));
-        maps.push(Mapping { start, end, offset, dev, inode: inode.parse().unwrap_or(0), path: path.to_string() });
+        let (Some(start), Some(end), Some(offset)) = (hex(s), hex(e), hex(off)) else {
+            continue;
+        };
+        let dev = dev
+            .split_once(':')
+            .and_then(|(a, b)| Some((hex(a)?, hex(b)?)))
+            .unwrap_or((0, 0));
+        maps.push(Mapping {
+            start,
+            end,
+            offset,
+            dev,
+            inode: inode.parse().unwrap_or(0),
+            path: path.to_string(),
+        });
     }
     maps.sort_by_key(|m| m.start);
     ProcMaps { pid, maps }
@@ -112,8 +126,15 @@ impl Default for Resolver {
 
 impl Resolver {
     pub fn new() -> Self {
-        let sym = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).enable_demangling(true).build();
-        Resolver { sym, names: HashMap::new() }
+        let sym = Symbolizer::builder()
+            .enable_code_info(false)
+            .enable_inlined_fns(false)
+            .enable_demangling(true)
+            .build();
+        Resolver {
+            sym,
+            names: HashMap::new(),
+        }
     }
 
     /// The file to read for `m`: its path when that is the same file (device and inode), else
@@ -139,7 +160,10 @@ impl Resolver {
         let mut by_file: HashMap<PathBuf, Vec<(usize, u64)>> = HashMap::new();
         for (i, &addr) in addrs.iter().enumerate() {
             let Some(m) = maps.and_then(|p| p.find(addr)) else {
-                out[i] = Some(Frame { text: format!("{addr:#x}"), module: None });
+                out[i] = Some(Frame {
+                    text: format!("{addr:#x}"),
+                    module: None,
+                });
                 continue;
             };
             // Return addresses point after the call: look up the call itself (all but the first).
@@ -147,12 +171,18 @@ impl Resolver {
             let file_off = look - m.start + m.offset;
             let pid = maps.map_or(0, |p| p.pid);
             let module = m.module().to_string();
-            let fallback = Frame { text: format!("{module}+{:#x}", addr - m.start + m.offset), module: Some(module.clone()) };
+            let fallback = Frame {
+                text: format!("{module}+{:#x}", addr - m.start + m.offset),
+                module: Some(module.clone()),
+            };
             match Self::file_of(m, pid) {
                 Some(f) => {
                     if let Some(name) = self.names.get(&(f.clone(), file_off)) {
                         out[i] = Some(match name {
-                            Some(n) => Frame { text: n.clone(), module: Some(module) },
+                            Some(n) => Frame {
+                                text: n.clone(),
+                                module: Some(module),
+                            },
                             None => fallback,
                         });
                     } else {
@@ -183,7 +213,10 @@ impl Resolver {
         let lookup = |debug_syms: bool| -> Vec<Option<String>> {
             let mut elf = Elf::new(file);
             elf.debug_syms = debug_syms;
-            let res = self.sym.symbolize(&Source::Elf(elf), Input::FileOffset(offs)).unwrap_or_default();
+            let res = self
+                .sym
+                .symbolize(&Source::Elf(elf), Input::FileOffset(offs))
+                .unwrap_or_default();
             (0..offs.len())
                 .map(|k| match res.get(k) {
                     Some(Symbolized::Sym(s)) if !s.name.is_empty() => Some(s.name.to_string()),
@@ -225,7 +258,10 @@ mod tests {
         let m = parse_maps(7, MAPS);
         assert_eq!(m.maps.len(), 6, "anonymous lines without a name are left out");
         let text = m.find(0x55d0c0a01139).unwrap();
-        assert_eq!((text.module(), text.offset, text.inode, text.dev), ("leaker", 0x1000, 1234, (8, 1)));
+        assert_eq!(
+            (text.module(), text.offset, text.inode, text.dev),
+            ("leaker", 0x1000, 1234, (8, 1))
+        );
         assert_eq!(m.find(0x7f1000028010).unwrap().module(), "libc.so.6");
         assert!(m.find(0x7f0000000010).is_none());
         assert!(m.find(0x10).is_none());
@@ -234,9 +270,15 @@ mod tests {
 
     #[test]
     fn unknown_addresses_become_module_offsets() {
-        let m = parse_maps(u32::MAX, MAPS.replace("/tmp/leaker", "/nonexistent/leaker-stripped").as_str());
+        let m = parse_maps(
+            u32::MAX,
+            MAPS.replace("/tmp/leaker", "/nonexistent/leaker-stripped").as_str(),
+        );
         let mut r = Resolver::new();
-        let f = r.resolve(Some(&m), &[0x55d0c0a01139, 0x55d0c0a0113a, 0x7f0000000010, 0x7ffd00000010]);
+        let f = r.resolve(
+            Some(&m),
+            &[0x55d0c0a01139, 0x55d0c0a0113a, 0x7f0000000010, 0x7ffd00000010],
+        );
         assert_eq!(f[0].text, "leaker-stripped+0x1139");
         assert_eq!(f[1].text, "leaker-stripped+0x113a");
         assert_eq!(f[2].text, "0x7f0000000010");
@@ -253,15 +295,34 @@ mod tests {
         let pid = std::process::id();
         let maps = ProcMaps::read(pid).expect("own maps");
         let mut r = Resolver::new();
-        let f = r.resolve(Some(&maps), &[libc::malloc as usize as u64, unknown_addresses_become_module_offsets as usize as u64 + 1]);
+        let f = r.resolve(
+            Some(&maps),
+            &[
+                libc::malloc as *const () as u64,
+                unknown_addresses_become_module_offsets as *const () as u64 + 1,
+            ],
+        );
         assert!(f[0].text == "malloc" || f[0].text.ends_with("malloc"), "{:?}", f[0]);
-        assert!(f[0].module.as_deref().is_some_and(|m| m.starts_with("libc")), "{:?}", f[0]);
-        assert!(f[1].text.contains("unknown_addresses_become_module_offsets"), "{:?}", f[1]);
+        assert!(
+            f[0].module.as_deref().is_some_and(|m| m.starts_with("libc")),
+            "{:?}",
+            f[0]
+        );
+        assert!(
+            f[1].text.contains("unknown_addresses_become_module_offsets"),
+            "{:?}",
+            f[1]
+        );
     }
 
     #[test]
     fn c_runtime_modules() {
-        for m in ["libc.so.6", "ld-linux-x86-64.so.2", "libc-2.31.so", "ld-musl-x86_64.so.1"] {
+        for m in [
+            "libc.so.6",
+            "ld-linux-x86-64.so.2",
+            "libc-2.31.so",
+            "ld-musl-x86_64.so.1",
+        ] {
             assert!(is_c_runtime(m), "{m}");
         }
         for m in ["leaker", "libstdc++.so.6", "libcrypto.so.3", "lt-workload"] {

@@ -43,7 +43,11 @@ pub fn find_libc(pid: u32) -> Option<PathBuf> {
     let m = maps.maps.iter().find(|m| is_libc(m.module()))?;
     let path = m.path.strip_suffix(" (deleted)").unwrap_or(&m.path);
     let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
-    Some(if via_root.exists() { via_root } else { PathBuf::from(path) })
+    Some(if via_root.exists() {
+        via_root
+    } else {
+        PathBuf::from(path)
+    })
 }
 
 /// Attach every allocator probe for `pid`. A process that was just started may not have mapped

@@ -1,5 +1,7 @@
 //! Which memory cgroup a process is in, with the cgroup mounts read once.
-use crate::sys::cgroup::{CgroupMount, MemcgPath, read_cgroup_mounts, read_proc_cgroups, resolve_memcg, v2_dir_has_memory};
+use crate::sys::cgroup::{
+    CgroupMount, MemcgPath, read_cgroup_mounts, read_proc_cgroups, resolve_memcg, v2_dir_has_memory,
+};
 
 pub struct MemcgResolver {
     mounts: Vec<CgroupMount>,
@@ -7,7 +9,9 @@ pub struct MemcgResolver {
 
 impl MemcgResolver {
     pub fn new() -> Self {
-        Self { mounts: read_cgroup_mounts().unwrap_or_default() }
+        Self {
+            mounts: read_cgroup_mounts().unwrap_or_default(),
+        }
     }
 
     /// The process's memory cgroup (v1 memory controller, else v2), None when it is gone.

@@ -8,11 +8,11 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
+use self::timeline::{Timeline, TimelineConfig};
 use crate::{
     analysis::classify::{ClassifierConfig, Verdict, classify},
     sys::proc::ProcStatus,
 };
-use self::timeline::{Timeline, TimelineConfig};
 
 /// A process life: pid plus its start time (clock ticks after boot, /proc/PID/stat field 22).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -32,7 +32,12 @@ pub struct Rss {
 
 impl Rss {
     pub fn from_status(s: &ProcStatus) -> Rss {
-        Rss { anon: s.rss_anon, file: s.rss_file, shmem: s.rss_shmem, swap: s.vm_swap }
+        Rss {
+            anon: s.rss_anon,
+            file: s.rss_file,
+            shmem: s.rss_shmem,
+            swap: s.vm_swap,
+        }
     }
     /// VmRSS: what is resident, file pages included.
     pub fn resident(&self) -> u64 {
@@ -152,7 +157,12 @@ pub enum Observed {
 
 impl ProcessTable {
     pub fn new(max: usize, timeline_cfg: TimelineConfig) -> Self {
-        Self { procs: HashMap::new(), max, timeline_cfg, refused: 0 }
+        Self {
+            procs: HashMap::new(),
+            max,
+            timeline_cfg,
+            refused: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -225,7 +235,10 @@ impl ProcessTable {
 
     /// Approximate heap bytes held by timelines (for the agent's own memory budget).
     pub fn heap_bytes(&self) -> usize {
-        self.procs.values().map(|p| p.timeline.heap_bytes() + std::mem::size_of::<Proc>()).sum()
+        self.procs
+            .values()
+            .map(|p| p.timeline.heap_bytes() + std::mem::size_of::<Proc>())
+            .sum()
     }
 }
 
@@ -245,12 +258,20 @@ mod tests {
     #[test]
     fn pid_reuse_starts_a_new_life() {
         let mut t = ProcessTable::new(10, TimelineConfig::default());
-        let a = ProcKey { pid: 10, start_ticks: 100 };
+        let a = ProcKey {
+            pid: 10,
+            start_ticks: 100,
+        };
         assert!(matches!(t.observe(a, &st("a", 1 << 20), 0.0), Observed::New(None)));
         assert!(matches!(t.observe(a, &st("a", 2 << 20), 1.0), Observed::Updated));
         assert_eq!(t.get(10).unwrap().timeline.len(), 2);
-        let b = ProcKey { pid: 10, start_ticks: 200 };
-        let Observed::New(Some(old)) = t.observe(b, &st("b", 1 << 20), 2.0) else { panic!("expected a new life") };
+        let b = ProcKey {
+            pid: 10,
+            start_ticks: 200,
+        };
+        let Observed::New(Some(old)) = t.observe(b, &st("b", 1 << 20), 2.0) else {
+            panic!("expected a new life")
+        };
         assert_eq!(old.comm, "a");
         let p = t.get(10).unwrap();
         assert_eq!((p.comm.as_str(), p.timeline.len(), p.key), ("b", 1, b));

@@ -32,8 +32,12 @@ impl RssWatch {
         if let Err(e) = self.epoch_map.set(0, self.epoch, 0) {
             log::warn!("RSS_EPOCH update failed: {e}");
         }
-        let marked: Vec<(u32, u64)> =
-            self.dirty.iter().filter_map(Result::ok).map(|(k, v)| (k, v.epoch)).collect();
+        let marked: Vec<(u32, u64)> = self
+            .dirty
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k, v.epoch))
+            .collect();
         let mut out = Vec::with_capacity(marked.len());
         for (tgid, epoch) in marked {
             if epoch <= current {

@@ -280,9 +280,7 @@ impl Timeline {
             b.ms = b.ms.saturating_sub(s32);
         }
         let pd = &mut self.pending;
-        pd.sum_ms = pd
-            .sum_ms
-            .saturating_sub(shift.saturating_mul(u64::from(pd.n)));
+        pd.sum_ms = pd.sum_ms.saturating_sub(shift.saturating_mul(u64::from(pd.n)));
         pd.first_ms = pd.first_ms.saturating_sub(s32);
         for p in &mut self.full {
             p.ms = p.ms.saturating_sub(s32);
@@ -484,10 +482,7 @@ mod tests {
             t.push(i as f64, MIB);
         }
         let r = t.recent(2.0);
-        assert_eq!(
-            r.iter().map(|s| s.t_secs).collect::<Vec<_>>(),
-            vec![27.0, 28.0, 29.0]
-        );
+        assert_eq!(r.iter().map(|s| s.t_secs).collect::<Vec<_>>(), vec![27.0, 28.0, 29.0]);
         assert_eq!(t.recent(0.0).len(), 1);
         assert_eq!(t.recent(-5.0).len(), 1);
         assert_eq!(t.recent(f64::NAN).len(), 1);
@@ -550,10 +545,7 @@ mod tests {
         let s = t.samples();
         assert_ordered(&s);
         let last = t.last().unwrap();
-        assert!(
-            (last.t_secs - (1e6 + 50.0 * day + 19.0)).abs() < 1e-3,
-            "{last:?}"
-        );
+        assert!((last.t_secs - (1e6 + 50.0 * day + 19.0)).abs() < 1e-3, "{last:?}");
         let r = t.recent(3.0);
         assert_eq!(r.len(), 4);
         // Even a 200-day gap keeps order (older times are squashed).
@@ -575,10 +567,7 @@ mod tests {
         let v = classify(&s, &ClassifierConfig::default());
         assert_eq!(v.pattern, Pattern::Mountain, "{v:?}");
         assert!(v.leak);
-        assert!(
-            (v.growth_bytes_per_sec / 20480.0 - 1.0).abs() < 0.1,
-            "{v:?}"
-        );
+        assert!((v.growth_bytes_per_sec / 20480.0 - 1.0).abs() < 0.1, "{v:?}");
         assert!(v.span_secs > 3500.0);
     }
 
@@ -587,11 +576,7 @@ mod tests {
         let mut t = Timeline::new(TimelineConfig::default());
         let cfg = ClassifierConfig::default();
         for i in 0..5400u64 {
-            let rss = if i % 4 < 2 {
-                100 * MIB
-            } else {
-                2 * MIB + (i % 3) * 4096
-            };
+            let rss = if i % 4 < 2 { 100 * MIB } else { 2 * MIB + (i % 3) * 4096 };
             t.push(i as f64, rss);
             if i % 97 == 0 {
                 assert!(!classify(&t.samples(), &cfg).leak, "at {i}");

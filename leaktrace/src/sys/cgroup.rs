@@ -60,8 +60,7 @@ pub fn parse_proc_cgroup(text: &str) -> Result<ProcCgroups, ParseError> {
             continue;
         }
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(ParseError::malformed(PROC_CGROUP, line));
         };
         if id.parse::<u32>().is_err() {
@@ -170,13 +169,8 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
                 i += 4;
@@ -195,9 +189,7 @@ pub fn read_cgroup_mounts() -> io::Result<Vec<CgroupMount>> {
 
 /// Mounts as seen by this process (`<proc_root>/self/mountinfo`).
 pub fn read_cgroup_mounts_in(proc_root: &Path) -> io::Result<Vec<CgroupMount>> {
-    Ok(parse_mountinfo(&read_lossy(
-        &proc_root.join("self/mountinfo"),
-    )?)?)
+    Ok(parse_mountinfo(&read_lossy(&proc_root.join("self/mountinfo"))?)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -411,10 +403,7 @@ pub fn parse_memory_stat(text: &str) -> Result<BTreeMap<String, u64>, ParseError
 }
 
 /// `key value` per line.
-fn parse_flat_keyed(
-    text: &str,
-    source_name: &'static str,
-) -> Result<BTreeMap<String, u64>, ParseError> {
+fn parse_flat_keyed(text: &str, source_name: &'static str) -> Result<BTreeMap<String, u64>, ParseError> {
     let mut map = BTreeMap::new();
     for line in text.lines() {
         if line.trim().is_empty() {
@@ -424,9 +413,7 @@ fn parse_flat_keyed(
         let (Some(k), Some(v), None) = (toks.next(), toks.next(), toks.next()) else {
             return Err(ParseError::malformed(source_name, line));
         };
-        let v = v
-            .parse::<u64>()
-            .map_err(|_| ParseError::invalid(source_name, k, v))?;
+        let v = v.parse::<u64>().map_err(|_| ParseError::invalid(source_name, k, v))?;
         map.insert(k.to_string(), v);
     }
     Ok(map)
@@ -474,11 +461,7 @@ pub fn read_memcg_stats_dir(version: CgroupVersion, dir: &Path) -> io::Result<Me
 }
 
 /// Read and parse an optional file: `Ok(None)` if it does not exist.
-fn read_opt<T>(
-    dir: &Path,
-    name: &str,
-    parse: impl FnOnce(&str) -> Result<T, ParseError>,
-) -> io::Result<Option<T>> {
+fn read_opt<T>(dir: &Path, name: &str, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> io::Result<Option<T>> {
     match read_lossy(&dir.join(name)) {
         Ok(text) => Ok(Some(parse(&text)?)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -561,10 +544,7 @@ mod tests {
 
         let c = parse_proc_cgroup("0::/user.slice/user-1000.slice/session-2.scope\n").unwrap();
         assert_eq!(c.v1_memory, None);
-        assert_eq!(
-            c.v2.as_deref(),
-            Some("/user.slice/user-1000.slice/session-2.scope")
-        );
+        assert_eq!(c.v2.as_deref(), Some("/user.slice/user-1000.slice/session-2.scope"));
 
         let c = parse_proc_cgroup("0::/leak:test (deleted)\n").unwrap();
         assert_eq!(c.v2.as_deref(), Some("/leak:test"));
@@ -612,18 +592,14 @@ mod tests {
         let m = parse_mountinfo(MOUNTINFO_SYSTEMD).unwrap();
         assert_eq!(m.len(), 4);
         assert_eq!(m[2].controllers, vec!["cpu", "cpuacct"]);
-        assert_eq!(
-            m[2].mount_point,
-            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
-        );
+        assert_eq!(m[2].mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         assert!(m[3].has_memory_v1());
         assert_eq!(m[1].controllers, vec!["name=systemd"]);
     }
 
     #[test]
     fn mountinfo_escapes_and_errors() {
-        let m =
-            parse_mountinfo("50 1 0:40 /a\\040b /mnt/my\\040cg rw - cgroup2 none rw\n").unwrap();
+        let m = parse_mountinfo("50 1 0:40 /a\\040b /mnt/my\\040cg rw - cgroup2 none rw\n").unwrap();
         assert_eq!(m[0].root, "/a b");
         assert_eq!(m[0].mount_point, PathBuf::from("/mnt/my cg"));
         assert!(parse_mountinfo("1 2 3\n").is_err());
@@ -643,8 +619,7 @@ mod tests {
             MemcgPath {
                 version: CgroupVersion::V1,
                 rel: "/process_api/1359b2770d99e82227476ef6ac18d14b".into(),
-                fs_path: "/sys/fs/cgroup/memory/process_api/1359b2770d99e82227476ef6ac18d14b"
-                    .into(),
+                fs_path: "/sys/fs/cgroup/memory/process_api/1359b2770d99e82227476ef6ac18d14b".into(),
             }
         );
         assert_eq!(
@@ -660,19 +635,13 @@ mod tests {
             v1_memory: None,
             v2: Some("/leaktrace-test".into()),
         };
-        let r = resolve_memcg(&cg, &mounts, |p| {
-            p == Path::new("/sys/fs/cgroup/leaktrace-test")
-        })
-        .unwrap();
+        let r = resolve_memcg(&cg, &mounts, |p| p == Path::new("/sys/fs/cgroup/leaktrace-test")).unwrap();
         assert_eq!(r.version, CgroupVersion::V2);
         assert_eq!(r.fs_path, PathBuf::from("/sys/fs/cgroup/leaktrace-test"));
         assert_eq!(resolve_memcg(&cg, &mounts, |_| false), None);
 
         // Hybrid host where the v1 memory controller is not mounted: fall back to v2.
-        let mounts = parse_mountinfo(
-            "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
-        )
-        .unwrap();
+        let mounts = parse_mountinfo("41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n").unwrap();
         let cg = ProcCgroups {
             v1_memory: Some("/a".into()),
             v2: Some("/a".into()),
@@ -697,27 +666,19 @@ mod tests {
         );
         // outside the mounted subtree, or a mere string prefix
         assert_eq!(resolve_rel(CgroupVersion::V1, "/other", &mounts), None);
-        assert_eq!(
-            resolve_rel(CgroupVersion::V1, &format!("{rel}x"), &mounts),
-            None
-        );
+        assert_eq!(resolve_rel(CgroupVersion::V1, &format!("{rel}x"), &mounts), None);
         // cgroup-namespace escapes are not followed
         assert_eq!(
-            resolve_rel(
-                CgroupVersion::V1,
-                "/../x",
-                &parse_mountinfo(MOUNTINFO_HOST).unwrap()
-            ),
+            resolve_rel(CgroupVersion::V1, "/../x", &parse_mountinfo(MOUNTINFO_HOST).unwrap()),
             None
         );
     }
 
     #[test]
     fn resolve_prefers_longest_root() {
-        let mounts = parse_mountinfo(
-            "1 0 0:1 / /cg rw - cgroup2 cgroup2 rw\n2 0 0:1 /kubepods /pods rw - cgroup2 cgroup2 rw\n",
-        )
-        .unwrap();
+        let mounts =
+            parse_mountinfo("1 0 0:1 / /cg rw - cgroup2 cgroup2 rw\n2 0 0:1 /kubepods /pods rw - cgroup2 cgroup2 rw\n")
+                .unwrap();
         assert_eq!(
             resolve_rel(CgroupVersion::V2, "/kubepods/x", &mounts),
             Some(PathBuf::from("/pods/x"))
@@ -735,12 +696,7 @@ mod tests {
         assert_eq!(parse_v1_limit("4611686018427387904\n").unwrap(), None);
         assert_eq!(parse_v1_limit("104857600\n").unwrap(), Some(104857600));
         assert!(parse_v1_limit("-1\n").is_err());
-        assert!(
-            parse_v1_limit("")
-                .unwrap_err()
-                .to_string()
-                .contains("missing")
-        );
+        assert!(parse_v1_limit("").unwrap_err().to_string().contains("missing"));
     }
 
     #[test]
@@ -771,9 +727,7 @@ mod tests {
 
     #[test]
     fn memory_events() {
-        let e =
-            parse_memory_events("low 0\nhigh 12\nmax 345\noom 2\noom_kill 1\noom_group_kill 0\n")
-                .unwrap();
+        let e = parse_memory_events("low 0\nhigh 12\nmax 345\noom 2\noom_kill 1\noom_group_kill 0\n").unwrap();
         assert_eq!(
             e,
             MemoryEvents {
@@ -878,9 +832,7 @@ mod tests {
         assert_eq!(s.limit_bytes, Some(67108864));
         fs::remove_file(d.join("memory.current")).unwrap();
         assert_eq!(
-            read_memcg_stats_dir(CgroupVersion::V2, &d)
-                .unwrap_err()
-                .kind(),
+            read_memcg_stats_dir(CgroupVersion::V2, &d).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
         fs::remove_dir_all(&d).unwrap();

@@ -118,9 +118,7 @@ fn pod_uid_of(comp: &str) -> Option<String> {
         comp.strip_prefix("pod")?
     };
     let ok_len = raw.len() == 32 || raw.len() == 36;
-    let ok_chars = raw
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_');
+    let ok_chars = raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_');
     (ok_len && ok_chars).then(|| raw.replace('_', "-").to_ascii_lowercase())
 }
 
@@ -148,10 +146,7 @@ mod tests {
 
     #[test]
     fn docker_cgroupfs() {
-        assert_eq!(
-            attribute(&format!("/docker/{ID}")),
-            info(Runtime::Docker, None, None)
-        );
+        assert_eq!(attribute(&format!("/docker/{ID}")), info(Runtime::Docker, None, None));
     }
 
     #[test]
@@ -191,30 +186,20 @@ mod tests {
         let p = format!(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/cri-containerd-{ID}.scope"
         );
-        assert_eq!(
-            attribute(&p),
-            info(Runtime::Containerd, Some(UID), Some("burstable"))
-        );
+        assert_eq!(attribute(&p), info(Runtime::Containerd, Some(UID), Some("burstable")));
     }
 
     #[test]
     fn kubepods_systemd_crio() {
-        let p = format!(
-            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/crio-{ID}.scope"
-        );
-        assert_eq!(
-            attribute(&p),
-            info(Runtime::Crio, Some(UID), Some("besteffort"))
-        );
+        let p =
+            format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_US}.slice/crio-{ID}.scope");
+        assert_eq!(attribute(&p), info(Runtime::Crio, Some(UID), Some("besteffort")));
     }
 
     #[test]
     fn kubepods_systemd_guaranteed() {
         let p = format!("/kubepods.slice/kubepods-pod{UID_US}.slice/cri-containerd-{ID}.scope");
-        assert_eq!(
-            attribute(&p),
-            info(Runtime::Containerd, Some(UID), Some("guaranteed"))
-        );
+        assert_eq!(attribute(&p), info(Runtime::Containerd, Some(UID), Some("guaranteed")));
     }
 
     #[test]
@@ -241,10 +226,7 @@ mod tests {
             attribute(&format!("/libpod_parent/libpod-{ID}")),
             info(Runtime::Podman, None, None)
         );
-        assert_eq!(
-            attribute(&format!("/machine.slice/libpod-conmon-{ID}.scope")),
-            None
-        );
+        assert_eq!(attribute(&format!("/machine.slice/libpod-conmon-{ID}.scope")), None);
     }
 
     #[test]
@@ -261,20 +243,14 @@ mod tests {
             attribute(&format!("/system.slice/nerdctl-{ID}.scope")),
             info(Runtime::Containerd, None, None)
         );
-        assert_eq!(
-            attribute(&format!("/k8s.io/{ID}")),
-            info(Runtime::Unknown, None, None)
-        );
+        assert_eq!(attribute(&format!("/k8s.io/{ID}")), info(Runtime::Unknown, None, None));
     }
 
     #[test]
     fn nested_innermost_wins() {
         // kind: a k8s node in a docker container.
         let p = format!("/docker/{ID2}/kubepods/burstable/pod{UID}/{ID}");
-        assert_eq!(
-            attribute(&p),
-            info(Runtime::Unknown, Some(UID), Some("burstable"))
-        );
+        assert_eq!(attribute(&p), info(Runtime::Unknown, Some(UID), Some("burstable")));
         let p = format!("/docker/{ID2}/docker/{ID}");
         assert_eq!(attribute(&p), info(Runtime::Docker, None, None));
         // the kind node itself
@@ -313,16 +289,11 @@ mod tests {
 
     #[test]
     fn serde_lowercase() {
-        let v =
-            serde_json::to_value(attribute(&format!("/machine.slice/libpod-{ID}.scope")).unwrap())
-                .unwrap();
+        let v = serde_json::to_value(attribute(&format!("/machine.slice/libpod-{ID}.scope")).unwrap()).unwrap();
         assert_eq!(v["runtime"], "podman");
         assert_eq!(v["pod_uid"], serde_json::Value::Null);
         assert_eq!(serde_json::to_value(Runtime::Crio).unwrap(), "crio");
-        assert_eq!(
-            serde_json::to_value(Runtime::Containerd).unwrap(),
-            "containerd"
-        );
+        assert_eq!(serde_json::to_value(Runtime::Containerd).unwrap(), "containerd");
     }
 
     #[test]
@@ -332,9 +303,7 @@ mod tests {
                 "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_US}.slice/cri-containerd-{ID}.scope"
             ),
             format!("/kubepods/burstable/pod{UID}/{ID}"),
-            format!(
-                "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"
-            ),
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container"),
         ];
         for s in &samples {
             for (i, _) in s.char_indices() {

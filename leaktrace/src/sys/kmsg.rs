@@ -51,8 +51,7 @@ pub fn parse_record(raw: &str) -> Result<KmsgRecord, ParseError> {
     let mut fields = header.split(',');
     let mut num = |name: &'static str| -> Result<u64, ParseError> {
         let tok = fields.next().ok_or(ParseError::missing(KMSG, name))?;
-        tok.parse::<u64>()
-            .map_err(|_| ParseError::invalid(KMSG, name, tok))
+        tok.parse::<u64>().map_err(|_| ParseError::invalid(KMSG, name, tok))
     };
     let _prio = num("priority")?;
     let seq = num("seq")?;
@@ -239,15 +238,11 @@ pub fn try_parse_oom_line(text: &str) -> Result<Option<OomLine>, ParseError> {
     }
     if let Some(pos) = text.find("Killed process ") {
         let scope = scope_of_prefix(&text[..pos]);
-        return parse_killed(scope, &text[pos + "Killed process ".len()..])
-            .map(|k| Some(OomLine::Killed(k)));
+        return parse_killed(scope, &text[pos + "Killed process ".len()..]).map(|k| Some(OomLine::Killed(k)));
     }
     if let Some(pos) = text.find("Kill process ") {
         let scope = scope_of_prefix(&text[..pos]);
-        let (pid, comm, rest) = parse_pid_comm(
-            &text[pos + "Kill process ".len()..],
-            &[" score ", " sharing "],
-        )?;
+        let (pid, comm, rest) = parse_pid_comm(&text[pos + "Kill process ".len()..], &[" score ", " sharing "])?;
         let score = rest
             .strip_prefix(" score ")
             .and_then(|r| r.split_whitespace().next())
@@ -290,18 +285,14 @@ fn parse_summary(body: &str) -> Result<OomSummary, ParseError> {
     let (body, uid) = match body.rfind(",uid=") {
         Some(p) => {
             let v = &body[p + 5..];
-            let uid = v
-                .parse::<u32>()
-                .map_err(|_| ParseError::invalid(OOM, "uid", v))?;
+            let uid = v.parse::<u32>().map_err(|_| ParseError::invalid(OOM, "uid", v))?;
             (&body[..p], Some(uid))
         }
         None => (body, None),
     };
     let p = body.rfind(",pid=").ok_or(ParseError::missing(OOM, "pid"))?;
     let v = &body[p + 5..];
-    let pid = v
-        .parse::<u32>()
-        .map_err(|_| ParseError::invalid(OOM, "pid", v))?;
+    let pid = v.parse::<u32>().map_err(|_| ParseError::invalid(OOM, "pid", v))?;
     let body = &body[..p];
     let (body, comm) = match body.rfind(",task=") {
         Some(p) => (&body[..p], body[p + 6..].to_string()),
@@ -343,14 +334,7 @@ fn parse_summary(body: &str) -> Result<OomSummary, ParseError> {
             }
         }
     }
-    let [
-        constraint,
-        nodemask,
-        cpuset,
-        mems_allowed,
-        oom_memcg,
-        task_memcg,
-    ] = vals;
+    let [constraint, nodemask, cpuset, mems_allowed, oom_memcg, task_memcg] = vals;
     let s = OomSummary {
         constraint,
         nodemask,
@@ -373,9 +357,7 @@ fn parse_pid_comm<'a>(s: &'a str, enders: &[&str]) -> Result<(u32, String, &'a s
     let pid = pid_s
         .parse::<u32>()
         .map_err(|_| ParseError::invalid(OOM, "pid", pid_s))?;
-    let inner = rest
-        .strip_prefix('(')
-        .ok_or(ParseError::malformed(OOM, s))?;
+    let inner = rest.strip_prefix('(').ok_or(ParseError::malformed(OOM, s))?;
     let close = enders
         .iter()
         .filter_map(|e| inner.rfind(&format!("){e}")))
@@ -416,17 +398,9 @@ fn parse_killed(scope: OomScope, s: &str) -> Result<OomKilled, ParseError> {
             "file-rss" => k.file_rss_kb = kb()?,
             "shmem-rss" => k.shmem_rss_kb = kb()?,
             "pgtables" => k.pgtables_kb = kb()?,
-            "UID" => {
-                k.uid = Some(
-                    val.parse::<u32>()
-                        .map_err(|_| ParseError::invalid(OOM, key, val))?,
-                )
-            }
+            "UID" => k.uid = Some(val.parse::<u32>().map_err(|_| ParseError::invalid(OOM, key, val))?),
             "oom_score_adj" => {
-                k.oom_score_adj = Some(
-                    val.parse::<i32>()
-                        .map_err(|_| ParseError::invalid(OOM, key, val))?,
-                )
+                k.oom_score_adj = Some(val.parse::<i32>().map_err(|_| ParseError::invalid(OOM, key, val))?)
             }
             _ => {}
         }
@@ -483,10 +457,7 @@ impl OomKillCollector {
                 self.summary = Some(s);
                 None
             }
-            OomLine::TaskIn {
-                task_memcg,
-                oom_memcg,
-            } => {
+            OomLine::TaskIn { task_memcg, oom_memcg } => {
                 self.task_in = Some((task_memcg, oom_memcg));
                 None
             }
@@ -729,15 +700,12 @@ mod tests {
                 recs.push(line.to_string());
             }
         }
-        recs.iter()
-            .map(|r| parse_record(&format!("{r}\n")).unwrap())
-            .collect()
+        recs.iter().map(|r| parse_record(&format!("{r}\n")).unwrap()).collect()
     }
 
     #[test]
     fn record_basic_and_continuation() {
-        let r = parse_record("6,1234,5678901234,-;hello world\n SUBSYSTEM=memory\n DEVICE=+x\n")
-            .unwrap();
+        let r = parse_record("6,1234,5678901234,-;hello world\n SUBSYSTEM=memory\n DEVICE=+x\n").unwrap();
         assert_eq!(
             r,
             KmsgRecord {
@@ -754,30 +722,10 @@ mod tests {
 
     #[test]
     fn record_errors() {
-        assert!(
-            parse_record("hello")
-                .unwrap_err()
-                .to_string()
-                .contains("malformed")
-        );
-        assert!(
-            parse_record("6,x,0,-;t")
-                .unwrap_err()
-                .to_string()
-                .contains("seq")
-        );
-        assert!(
-            parse_record("6,1,0;t")
-                .unwrap_err()
-                .to_string()
-                .contains("flags")
-        );
-        assert!(
-            parse_record("6,1;t")
-                .unwrap_err()
-                .to_string()
-                .contains("timestamp")
-        );
+        assert!(parse_record("hello").unwrap_err().to_string().contains("malformed"));
+        assert!(parse_record("6,x,0,-;t").unwrap_err().to_string().contains("seq"));
+        assert!(parse_record("6,1,0;t").unwrap_err().to_string().contains("flags"));
+        assert!(parse_record("6,1;t").unwrap_err().to_string().contains("timestamp"));
     }
 
     #[test]
@@ -889,15 +837,15 @@ mod tests {
         assert_eq!(k.shmem_rss_kb, Some(2));
         let l = parse_oom_line("Out of memory (oom_kill_allocating_task): Killed process 5 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB").unwrap();
         let OomLine::Killed(k) = l else { panic!() };
-        assert_eq!(
-            (k.scope, k.uid, k.pgtables_kb),
-            (OomScope::Global, None, None)
-        );
+        assert_eq!((k.scope, k.uid, k.pgtables_kb), (OomScope::Global, None, None));
     }
 
     #[test]
     fn killed_line_old_formats() {
-        let OomLine::Killed(k) = parse_oom_line("Killed process 1234 (foo) total-vm:1000kB, anon-rss:500kB, file-rss:0kB, shmem-rss:0kB").unwrap() else {
+        let OomLine::Killed(k) =
+            parse_oom_line("Killed process 1234 (foo) total-vm:1000kB, anon-rss:500kB, file-rss:0kB, shmem-rss:0kB")
+                .unwrap()
+        else {
             panic!()
         };
         assert_eq!(k.scope, OomScope::Unknown);
@@ -905,25 +853,21 @@ mod tests {
             (k.total_vm_kb, k.anon_rss_kb, k.file_rss_kb, k.shmem_rss_kb),
             (Some(1000), Some(500), Some(0), Some(0))
         );
-        let OomLine::Killed(k) = parse_oom_line(
-            "Killed process 1234 (foo) total-vm:1000kB, anon-rss:500kB, file-rss:0kB",
-        )
-        .unwrap() else {
+        let OomLine::Killed(k) =
+            parse_oom_line("Killed process 1234 (foo) total-vm:1000kB, anon-rss:500kB, file-rss:0kB").unwrap()
+        else {
             panic!()
         };
         assert_eq!(k.shmem_rss_kb, None);
         let OomLine::Killed(k) =
-            parse_oom_line("Killed process 77 (bar) vsz:2048kB, anon-rss:1024kB, file-rss:8kB")
-                .unwrap()
+            parse_oom_line("Killed process 77 (bar) vsz:2048kB, anon-rss:1024kB, file-rss:8kB").unwrap()
         else {
             panic!()
         };
         assert_eq!(k.total_vm_kb, Some(2048));
         // reaper lines are not kills
         assert_eq!(
-            parse_oom_line(
-                "oom_reaper: reaped process 12345 (python3), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"
-            ),
+            parse_oom_line("oom_reaper: reaped process 12345 (python3), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"),
             None
         );
         assert!(try_parse_oom_line("Killed process x (a) total-vm:1kB").is_err());
@@ -1140,10 +1084,7 @@ mod tests {
                 let _ = collect_kills(&recs);
             }
             Err(e) => assert!(
-                matches!(
-                    e.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound
-                ),
+                matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound),
                 "{e}"
             ),
         }

@@ -34,10 +34,7 @@ pub enum ParseError {
     },
     /// A line (or record) did not have the expected shape.
     #[error("{source_name}: malformed input: {excerpt:?}")]
-    Malformed {
-        source_name: &'static str,
-        excerpt: String,
-    },
+    Malformed { source_name: &'static str, excerpt: String },
 }
 
 impl ParseError {
@@ -94,10 +91,7 @@ mod tests {
     #[test]
     fn parse_error_messages_name_the_problem() {
         let e = ParseError::missing("/proc/<pid>/status", "Tgid");
-        assert_eq!(
-            e.to_string(),
-            "/proc/<pid>/status: missing required field `Tgid`"
-        );
+        assert_eq!(e.to_string(), "/proc/<pid>/status: missing required field `Tgid`");
         let e = ParseError::invalid("/proc/meminfo", "MemTotal", "abc kB");
         assert!(e.to_string().contains("MemTotal"));
         let io: io::Error = e.into();

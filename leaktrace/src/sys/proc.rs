@@ -96,11 +96,7 @@ pub fn parse_status(text: &str) -> Result<ProcStatus, ParseError> {
         };
         match key {
             // Only strip the single tab separator: a comm may start with spaces.
-            "Name" => {
-                name = Some(unescape_status_name(
-                    value.strip_prefix('\t').unwrap_or(value),
-                ))
-            }
+            "Name" => name = Some(unescape_status_name(value.strip_prefix('\t').unwrap_or(value))),
             "Tgid" => tgid = Some(num(key)?),
             "PPid" => ppid = Some(num(key)?),
             "Uid" => {
@@ -158,9 +154,7 @@ pub fn read_status(pid: u32) -> io::Result<ProcStatus> {
 }
 
 pub fn read_status_in(proc_root: &Path, pid: u32) -> io::Result<ProcStatus> {
-    Ok(parse_status(&read_lossy(&pid_file(
-        proc_root, pid, "status",
-    ))?)?)
+    Ok(parse_status(&read_lossy(&pid_file(proc_root, pid, "status"))?)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -258,14 +252,9 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, ParseError> {
     let comm = text[open + 1..close].to_string();
     // rest[i] is field number i + 3.
     let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    fn field<T: std::str::FromStr>(
-        rest: &[&str],
-        num: usize,
-        name: &'static str,
-    ) -> Result<T, ParseError> {
+    fn field<T: std::str::FromStr>(rest: &[&str], num: usize, name: &'static str) -> Result<T, ParseError> {
         let tok = rest.get(num - 3).ok_or(ParseError::missing(STAT, name))?;
-        tok.parse::<T>()
-            .map_err(|_| ParseError::invalid(STAT, name, tok))
+        tok.parse::<T>().map_err(|_| ParseError::invalid(STAT, name, tok))
     }
     let state_s = rest.first().ok_or(ParseError::missing(STAT, "state"))?;
     let mut state_chars = state_s.chars();
@@ -318,24 +307,14 @@ pub fn read_cmdline(pid: u32) -> io::Result<Vec<String>> {
 }
 
 pub fn read_cmdline_in(proc_root: &Path, pid: u32) -> io::Result<Vec<String>> {
-    Ok(parse_cmdline(&fs::read(pid_file(
-        proc_root, pid, "cmdline",
-    ))?))
+    Ok(parse_cmdline(&fs::read(pid_file(proc_root, pid, "cmdline"))?))
 }
 
 /// Replacement text for redacted values.
 pub const REDACTED: &str = "<redacted>";
 
 /// Substrings (lower-case) that make an option/variable name sensitive.
-const SENSITIVE_WORDS: [&str; 7] = [
-    "pass",
-    "pwd",
-    "token",
-    "secret",
-    "key",
-    "credential",
-    "auth",
-];
+const SENSITIVE_WORDS: [&str; 7] = ["pass", "pwd", "token", "secret", "key", "credential", "auth"];
 
 fn is_sensitive_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -386,10 +365,7 @@ fn redact_arg(arg: &str, redact_next: &mut bool) -> String {
     }
     if let Some((name, _value)) = arg.split_once('=') {
         let bare = name.trim_start_matches('-');
-        if !bare.is_empty()
-            && !bare.contains(['/', ' ', '\t'])
-            && (is_sensitive_name(bare) || name == "-p")
-        {
+        if !bare.is_empty() && !bare.contains(['/', ' ', '\t']) && (is_sensitive_name(bare) || name == "-p") {
             return format!("{name}={REDACTED}");
         }
         return redact_url_password(arg);
@@ -452,10 +428,8 @@ pub fn parse_meminfo(text: &str) -> Result<MemInfo, ParseError> {
             continue;
         };
         match key {
-            "MemTotal" | "MemAvailable" | "MemFree" | "Buffers" | "Cached" | "SwapTotal"
-            | "SwapFree" => {
-                let v = parse_kb(value)
-                    .ok_or_else(|| ParseError::invalid(MEMINFO, key, value.trim()))?;
+            "MemTotal" | "MemAvailable" | "MemFree" | "Buffers" | "Cached" | "SwapTotal" | "SwapFree" => {
+                let v = parse_kb(value).ok_or_else(|| ParseError::invalid(MEMINFO, key, value.trim()))?;
                 map.insert(key, v);
             }
             _ => {}
@@ -577,9 +551,7 @@ pub fn parse_vmstat_oom_kill(text: &str) -> Result<u64, ParseError> {
         let mut toks = line.split_whitespace();
         if toks.next() == Some("oom_kill") {
             let v = toks.next().unwrap_or("");
-            return v
-                .parse::<u64>()
-                .map_err(|_| ParseError::invalid(VMSTAT, "oom_kill", v));
+            return v.parse::<u64>().map_err(|_| ParseError::invalid(VMSTAT, "oom_kill", v));
         }
     }
     Err(ParseError::missing(VMSTAT, "oom_kill"))
@@ -590,9 +562,7 @@ pub fn read_vmstat_oom_kill() -> io::Result<u64> {
 }
 
 pub fn read_vmstat_oom_kill_in(proc_root: &Path) -> io::Result<u64> {
-    Ok(parse_vmstat_oom_kill(&read_lossy(
-        &proc_root.join("vmstat"),
-    )?)?)
+    Ok(parse_vmstat_oom_kill(&read_lossy(&proc_root.join("vmstat"))?)?)
 }
 
 // ---------------------------------------------------------------------------
@@ -612,8 +582,7 @@ pub fn parse_smaps_rollup(text: &str) -> Result<BTreeMap<String, u64>, ParseErro
             continue;
         }
         if value.trim_end().ends_with(" kB") {
-            let v = parse_kb(value)
-                .ok_or_else(|| ParseError::invalid(SMAPS_ROLLUP, key, value.trim()))?;
+            let v = parse_kb(value).ok_or_else(|| ParseError::invalid(SMAPS_ROLLUP, key, value.trim()))?;
             map.insert(key.to_string(), v);
         }
     }
@@ -718,10 +687,7 @@ pub fn read_top_mappings(pid: u32, n: usize) -> io::Result<Vec<Mapping>> {
 }
 
 pub fn read_top_mappings_in(proc_root: &Path, pid: u32, n: usize) -> io::Result<Vec<Mapping>> {
-    Ok(top_mappings_by_rss(
-        &read_lossy(&pid_file(proc_root, pid, "smaps"))?,
-        n,
-    ))
+    Ok(top_mappings_by_rss(&read_lossy(&pid_file(proc_root, pid, "smaps"))?, n))
 }
 
 // ---------------------------------------------------------------------------
@@ -852,8 +818,7 @@ SwapPss:               0 kB
 Locked:                0 kB
 ";
 
-    const SMAPS_SAMPLE: &str =
-        "5556faed5000-5556faed7000 r--p 00000000 fe:00 247282                     /usr/bin/head
+    const SMAPS_SAMPLE: &str = "5556faed5000-5556faed7000 r--p 00000000 fe:00 247282                     /usr/bin/head
 Size:                  8 kB
 KernelPageSize:        4 kB
 MMUPageSize:           4 kB
@@ -1021,10 +986,7 @@ VmFlags: rd wr sh mr mw me ms
         assert_eq!(parse_cmdline(b""), Vec::<String>::new());
         assert_eq!(parse_cmdline(b"\0"), Vec::<String>::new());
         assert_eq!(parse_cmdline(b"a\0\0b"), vec!["a", "", "b"]);
-        assert_eq!(
-            parse_cmdline(b"nginx: master process"),
-            vec!["nginx: master process"]
-        );
+        assert_eq!(parse_cmdline(b"nginx: master process"), vec!["nginx: master process"]);
         assert_eq!(parse_cmdline(b"a\xff\0"), vec!["a\u{fffd}"]);
     }
 
@@ -1075,10 +1037,7 @@ VmFlags: rd wr sh mr mw me ms
             redact_cmdline(&args),
             "mysql -u root -p <redacted> --token <redacted> --secret <redacted> --key <redacted> --verbose file.txt"
         );
-        assert_eq!(
-            redact_cmdline(&v(&["app", "-p=hunter2"])),
-            "app -p=<redacted>"
-        );
+        assert_eq!(redact_cmdline(&v(&["app", "-p=hunter2"])), "app -p=<redacted>");
         // mysql-style glued password
         assert_eq!(
             redact_cmdline(&v(&["mysql", "-phunter2", "db"])),
@@ -1100,10 +1059,7 @@ VmFlags: rd wr sh mr mw me ms
             "PASSWORD=x run /data/file --port=80"
         );
         assert_eq!(redact_cmdline(&[]), "");
-        assert_eq!(
-            redact_cmdline(&v(&["python3", "-c", "a=1"])),
-            "python3 -c a=1"
-        );
+        assert_eq!(redact_cmdline(&v(&["python3", "-c", "a=1"])), "python3 -c a=1");
         // a path containing '=' is not a name=value pair
         assert_eq!(redact_cmdline(&v(&["ls", "/tmp/key=1"])), "ls /tmp/key=1");
     }
@@ -1144,7 +1100,8 @@ VmFlags: rd wr sh mr mw me ms
 
     #[test]
     fn meminfo_estimates_available_on_old_kernels() {
-        let text = "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 10 kB\nCached: 50 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n";
+        let text =
+            "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 10 kB\nCached: 50 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n";
         assert_eq!(parse_meminfo(text).unwrap().mem_available, 160 * 1024);
         assert_eq!(
             parse_meminfo("MemFree: 1 kB\n").unwrap_err(),

@@ -209,15 +209,8 @@ impl MemCgroup {
             fs::write(cg.dir.join("memory.max"), limit_bytes.to_string()).expect("memory.max");
             let _ = fs::write(cg.dir.join("memory.swap.max"), "0");
         } else {
-            fs::write(
-                cg.dir.join("memory.limit_in_bytes"),
-                limit_bytes.to_string(),
-            )
-            .expect("memory.limit_in_bytes");
-            let _ = fs::write(
-                cg.dir.join("memory.memsw.limit_in_bytes"),
-                limit_bytes.to_string(),
-            );
+            fs::write(cg.dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).expect("memory.limit_in_bytes");
+            let _ = fs::write(cg.dir.join("memory.memsw.limit_in_bytes"), limit_bytes.to_string());
         }
         cg
     }
@@ -231,10 +224,7 @@ impl Drop for MemCgroup {
     fn drop(&mut self) {
         for _ in 0..50 {
             let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<i32> = procs
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect();
+            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
             if pids.is_empty() && fs::remove_dir(&self.dir).is_ok() {
                 return;
             }
@@ -258,18 +248,8 @@ pub fn run_agent(args: &[&str]) -> (i32, String, String) {
         .expect("spawn");
     let mut out = String::new();
     let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let st = child.wait().unwrap();
     (st.code().unwrap_or(-1), out, err)
 }

@@ -146,18 +146,11 @@ pub fn start(arm: Arm, tools: &Tools, dir: &Path, tag: &str) -> Result<Option<Ag
             };
             let script = tools.scratch.join("peer.bt");
             if !script.is_file() {
-                fs::write(&script, BPFTRACE_SCRIPT)
-                    .with_context(|| format!("cannot write {}", script.display()))?;
+                fs::write(&script, BPFTRACE_SCRIPT).with_context(|| format!("cannot write {}", script.display()))?;
             }
             let mut cmd = Command::new(bpftrace);
             cmd.arg(&script);
-            let mut agent = Agent::spawn_poked(
-                arm.label(),
-                cmd,
-                "bench: attached",
-                None,
-                Some(BPFTRACE_POKE_PID),
-            )?;
+            let mut agent = Agent::spawn_poked(arm.label(), cmd, "bench: attached", None, Some(BPFTRACE_POKE_PID))?;
             agent.lenient = true;
             Ok(Some(agent))
         }
@@ -192,12 +185,7 @@ fn reader(
 impl Agent {
     /// Spawns `cmd`; its stdout goes to `out` (or is read like stderr when `None`); returns
     /// once a line containing `ready` appeared on stderr or stdout.
-    pub fn spawn(
-        name: &str,
-        cmd: Command,
-        ready: &'static str,
-        out: Option<PathBuf>,
-    ) -> Result<Agent> {
+    pub fn spawn(name: &str, cmd: Command, ready: &'static str, out: Option<PathBuf>) -> Result<Agent> {
         Self::spawn_poked(name, cmd, ready, out, None)
     }
 
@@ -213,8 +201,7 @@ impl Agent {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         match &out {
             Some(path) => {
-                let f = File::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
                 cmd.stdout(f);
             }
             None => {
@@ -227,12 +214,7 @@ impl Agent {
         let pid = child.id();
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
-        let mut readers = vec![reader(
-            child.stderr.take().unwrap(),
-            ready,
-            tx.clone(),
-            log.clone(),
-        )];
+        let mut readers = vec![reader(child.stderr.take().unwrap(), ready, tx.clone(), log.clone())];
         if let Some(stdout) = child.stdout.take() {
             readers.push(reader(stdout, ready, tx, log.clone()));
         } else {
@@ -282,17 +264,13 @@ impl Agent {
 
     /// (VmHWM, VmRSS) in MiB, now.
     pub fn memory_mib(&self) -> (f64, f64) {
-        let mib =
-            |k: &str| sys::status_kib(self.pid, k).map_or(f64::NAN, |kib| kib as f64 / 1024.0);
+        let mib = |k: &str| sys::status_kib(self.pid, k).map_or(f64::NAN, |kib| kib as f64 / 1024.0);
         (mib("VmHWM:"), mib("VmRSS:"))
     }
 
     fn log_tail(&self) -> String {
         let log = self.log.lock().unwrap();
-        log.iter()
-            .map(|l| format!("  | {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        log.iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
     }
 
     fn join_readers(&mut self) {
@@ -322,11 +300,7 @@ impl Agent {
                     );
                     return Ok(status);
                 }
-                bail!(
-                    "{} did not stop within 60 s of SIGINT:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
+                bail!("{} did not stop within 60 s of SIGINT:\n{}", self.name, self.log_tail());
             }
             if last_int.elapsed() > Duration::from_secs(10) {
                 let _ = sys::signal(self.pid, "INT");
@@ -336,11 +310,7 @@ impl Agent {
         };
         self.join_readers();
         if !status.success() {
-            bail!(
-                "{} exited with {status} after SIGINT:\n{}",
-                self.name,
-                self.log_tail()
-            );
+            bail!("{} exited with {status} after SIGINT:\n{}", self.name, self.log_tail());
         }
         Ok(status)
     }
@@ -382,12 +352,7 @@ mod tests {
 
     #[test]
     fn arms() {
-        assert!(
-            Arm::ALL
-                .iter()
-                .filter(|a| !a.implemented())
-                .eq([&Arm::RunStacks])
-        );
+        assert!(Arm::ALL.iter().filter(|a| !a.implemented()).eq([&Arm::RunStacks]));
         assert!(matches!(Arm::Baseline.spec(), Some(Spec::Nothing)));
     }
 

@@ -98,25 +98,13 @@ impl Step {
     }
 }
 
-pub fn run(
-    plan: &Plan,
-    leaktrace: &Path,
-    workload: &Path,
-    dir: &Path,
-    log: &dyn Fn(&str),
-) -> Result<Vec<Step>> {
+pub fn run(plan: &Plan, leaktrace: &Path, workload: &Path, dir: &Path, log: &dyn Fn(&str)) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
     for &k in &plan.ks {
-        let step = one(k, plan, leaktrace, workload, dir)
-            .with_context(|| format!("capacity step k={k}"))?;
+        let step = one(k, plan, leaktrace, workload, dir).with_context(|| format!("capacity step k={k}"))?;
         log(&format!(
             "capacity k={k}: offered {:.0}/s, seen {} + dropped {} of {} (exact: {}), exits missing {}",
-            step.offered_per_sec,
-            step.seen,
-            step.dropped,
-            step.offered,
-            step.exact,
-            step.exits_missing
+            step.offered_per_sec, step.seen, step.dropped, step.offered, step.exact, step.exits_missing
         ));
         steps.push(step);
     }
@@ -127,12 +115,7 @@ fn one(k: usize, plan: &Plan, leaktrace: &Path, workload: &Path, dir: &Path) -> 
     let out = dir.join(format!("capacity-{k}.jsonl"));
     let mut cmd = Command::new(leaktrace);
     cmd.args(["trace", "--json"]);
-    let agent = Agent::spawn(
-        "leaktrace trace",
-        cmd,
-        "leaktrace: tracing",
-        Some(out.clone()),
-    )?;
+    let agent = Agent::spawn("leaktrace trace", cmd, "leaktrace: tracing", Some(out.clone()))?;
     std::thread::sleep(Duration::from_millis(300));
     let cpu0 = agent.cpu_ns();
 
@@ -143,22 +126,14 @@ fn one(k: usize, plan: &Plan, leaktrace: &Path, workload: &Path, dir: &Path) -> 
         c.args(["mmaps", &plan.calls.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        storms.push((
-            c.spawn().context("could not start the mmap storm")?,
-            None::<Duration>,
-        ));
+        storms.push((c.spawn().context("could not start the mmap storm")?, None::<Duration>));
     }
     let storm_pids: HashSet<u32> = storms.iter().map(|(c, _)| c.id()).collect();
 
     // Churn short-lived processes for as long as the storms run: `lt-workload exits` forks
     // children that exit at once (no mmap of their own), until its stdin is closed.
     let mut churner = Command::new(workload)
-        .args([
-            "exits",
-            &CHURN_CODE.to_string(),
-            &plan.min_exits.to_string(),
-            "200",
-        ])
+        .args(["exits", &CHURN_CODE.to_string(), &plan.min_exits.to_string(), "200"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -221,16 +196,12 @@ fn one(k: usize, plan: &Plan, leaktrace: &Path, workload: &Path, dir: &Path) -> 
 
 /// `{"pids":[1,2,...]}` from `lt-workload exits`.
 fn parse_pids(text: &str) -> Result<Vec<u32>> {
-    let v: Value = serde_json::from_str(text.trim())
-        .with_context(|| format!("bad output of `lt-workload exits`: {text}"))?;
+    let v: Value =
+        serde_json::from_str(text.trim()).with_context(|| format!("bad output of `lt-workload exits`: {text}"))?;
     let pids = v["pids"]
         .as_array()
         .context("no `pids` in the output of `lt-workload exits`")?;
-    Ok(pids
-        .iter()
-        .filter_map(|p| p.as_u64())
-        .map(|p| p as u32)
-        .collect())
+    Ok(pids.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect())
 }
 
 /// Counts the storms' events, others' bulk events, drops and the churned processes' exits.

@@ -161,12 +161,7 @@ impl WorkloadRun {
     }
 
     pub fn figure(&self, metric: usize, arm: Arm) -> Option<Figure> {
-        let values = |a: &ArmRun| {
-            a.samples
-                .iter()
-                .map(|s| s.values[metric])
-                .collect::<Vec<_>>()
-        };
+        let values = |a: &ArmRun| a.samples.iter().map(|s| s.values[metric]).collect::<Vec<_>>();
         let own = values(self.arm(arm)?);
         if own.is_empty() {
             return None;
@@ -211,12 +206,7 @@ impl WorkloadRun {
     }
 
     pub fn cost(&self, arm: Arm) -> Option<CostSummary> {
-        let costs: Vec<&Cost> = self
-            .arm(arm)?
-            .samples
-            .iter()
-            .filter_map(|s| s.cost.as_ref())
-            .collect();
+        let costs: Vec<&Cost> = self.arm(arm)?.samples.iter().filter_map(|s| s.cost.as_ref()).collect();
         if costs.is_empty() {
             return None;
         }
@@ -294,24 +284,14 @@ pub fn goals(r: &Results) -> Vec<Goal> {
                         }
                     )
                 }),
-                met: f
-                    .filter(|f| f.cost_pct.is_finite())
-                    .map(|f| f.cost_pct <= limit),
+                met: f.filter(|f| f.cost_pct.is_finite()).map(|f| f.cost_pct <= limit),
             });
         }
     }
-    let costs: Vec<(&WorkloadRun, CostSummary)> = r
-        .workloads
-        .iter()
-        .filter_map(|w| w.cost(arm).map(|c| (w, c)))
-        .collect();
-    let worst_cpu = costs
-        .iter()
-        .max_by(|a, b| a.1.cpu_pct.total_cmp(&b.1.cpu_pct));
-    let idle_cpu = costs
-        .iter()
-        .find(|(w, _)| w.key == "idle")
-        .map(|(_, c)| c.cpu_pct);
+    let costs: Vec<(&WorkloadRun, CostSummary)> =
+        r.workloads.iter().filter_map(|w| w.cost(arm).map(|c| (w, c))).collect();
+    let worst_cpu = costs.iter().max_by(|a, b| a.1.cpu_pct.total_cmp(&b.1.cpu_pct));
+    let idle_cpu = costs.iter().find(|(w, _)| w.key == "idle").map(|(_, c)| c.cpu_pct);
     out.push(Goal {
         name: "agent CPU, % of one core (median per workload)".into(),
         limit: format!("≤ {CPU_GOAL_PCT} %"),
@@ -371,24 +351,14 @@ pub fn problems(r: &Results) -> Vec<String> {
             }
             for (i, m) in w.metrics.iter().enumerate() {
                 match w.figure(i, arm) {
-                    Some(f)
-                        if f.median.is_finite()
-                            && f.ratio.is_finite()
-                            && f.cost_pct.is_finite() => {}
+                    Some(f) if f.median.is_finite() && f.ratio.is_finite() && f.cost_pct.is_finite() => {}
                     _ => p.push(format!("{} / {}: no {} figure", w.key, arm.label(), m.key)),
                 }
             }
             if arm != Arm::Baseline {
                 match w.cost(arm) {
-                    Some(c)
-                        if c.cpu_pct.is_finite()
-                            && c.peak_rss_mib.is_finite()
-                            && c.final_rss_mib.is_finite() => {}
-                    _ => p.push(format!(
-                        "{} / {}: no agent cost figures",
-                        w.key,
-                        arm.label()
-                    )),
+                    Some(c) if c.cpu_pct.is_finite() && c.peak_rss_mib.is_finite() && c.final_rss_mib.is_finite() => {}
+                    _ => p.push(format!("{} / {}: no agent cost figures", w.key, arm.label())),
                 }
             }
         }
@@ -399,20 +369,13 @@ pub fn problems(r: &Results) -> Vec<String> {
         Ok(steps) if steps.is_empty() => p.push("capacity: no step ran".into()),
         Ok(steps) => {
             for s in steps {
-                if !(s.offered_per_sec.is_finite()
-                    && s.seen_per_sec.is_finite()
-                    && s.agent_cpu_pct.is_finite())
-                {
+                if !(s.offered_per_sec.is_finite() && s.seen_per_sec.is_finite() && s.agent_cpu_pct.is_finite()) {
                     p.push(format!("capacity k={}: missing figures", s.k));
                 }
                 if s.exits_missing > 0 || s.exits_duplicated > 0 || s.exits_wrong_code > 0 {
                     p.push(format!(
                         "capacity k={}: exit events lost/duplicated/wrong: {}/{}/{} of {}",
-                        s.k,
-                        s.exits_missing,
-                        s.exits_duplicated,
-                        s.exits_wrong_code,
-                        s.exits_expected
+                        s.k, s.exits_missing, s.exits_duplicated, s.exits_wrong_code, s.exits_expected
                     ));
                 }
                 if s.unaccounted > 0 || s.excess > 0 {
@@ -656,10 +619,7 @@ fn capacity_text(r: &Results) -> String {
             let _ = writeln!(out, "capacity: failed: {e}");
         }
         Ok(steps) => {
-            let _ = writeln!(
-                out,
-                "capacity (leaktrace trace --json; k mmap storms + exit churn):"
-            );
+            let _ = writeln!(out, "capacity (leaktrace trace --json; k mmap storms + exit churn):");
             let _ = writeln!(
                 out,
                 "  {:>2}  {:>13}  {:>13}  {:>9}  {:>9}  {:>8}  {:>6}  {:>9}  {:>8}  {:>13}  {:>9}",
@@ -706,8 +666,7 @@ fn capacity_figure(steps: &[Step]) -> String {
             .max_by(|a, b| a.offered_per_sec.total_cmp(&b.offered_per_sec))
     };
     let Some(clean) = best(&|s: &Step| s.clean()) else {
-        return "no step was clean (exit events lost, or bulk events lost without a drop count)"
-            .into();
+        return "no step was clean (exit events lost, or bulk events lost without a drop count)".into();
     };
     let mut text = format!(
         "no exit event lost and every bulk event seen or counted as dropped up to {:.0} bulk events/s offered (k={}, {} dropped)",
@@ -861,11 +820,7 @@ pub fn markdown(r: &Results) -> String {
         r.command, r.date, r.revision, r.duration_secs
     );
     let _ = writeln!(o, "## Machine\n");
-    let _ = writeln!(
-        o,
-        "- CPU: {} × {} (`nproc`), {:.1} GiB RAM",
-        m.nproc, m.cpu, m.mem_gib
-    );
+    let _ = writeln!(o, "- CPU: {} × {} (`nproc`), {:.1} GiB RAM", m.nproc, m.cpu, m.mem_gib);
     let _ = writeln!(
         o,
         "- kernel: {} (`uname -r`); transparent huge pages: {}",
@@ -882,24 +837,14 @@ pub fn markdown(r: &Results) -> String {
         .iter()
         .flat_map(|w| w.arms.iter().flat_map(|a| a.samples.iter()))
         .collect();
-    let busy_starts = samples
-        .iter()
-        .filter(|s| s.busy_before_pct > m.quiet_pct)
-        .count();
+    let busy_starts = samples.iter().filter(|s| s.busy_before_pct > m.quiet_pct).count();
     let foreign_starts = samples.iter().filter(|s| s.foreign_tracers > 0).count();
     let idle_bg = r
         .workloads
         .iter()
         .find(|w| w.key == "idle")
         .and_then(|w| w.arm(Arm::Baseline))
-        .map(|a| {
-            median(
-                &a.samples
-                    .iter()
-                    .map(|s| s.busy_during_pct)
-                    .collect::<Vec<_>>(),
-            )
-        });
+        .map(|a| median(&a.samples.iter().map(|s| s.busy_during_pct).collect::<Vec<_>>()));
     let _ = writeln!(
         o,
         "- during the run: each run waited (up to {:.0} s, {:.0} s in all) for the machine to be at most {:.0} % busy \
@@ -959,11 +904,7 @@ pub fn markdown(r: &Results) -> String {
         let mut first = true;
         for mi in 0..w.metrics.len() {
             for row in rows(w, mi) {
-                let title = if first {
-                    md_escape(&w.title)
-                } else {
-                    String::new()
-                };
+                let title = if first { md_escape(&w.title) } else { String::new() };
                 first = false;
                 let cells: Vec<String> = row.iter().map(|c| md_escape(c)).collect();
                 let _ = writeln!(o, "| {title} | {} |", cells.join(" | "));
@@ -1013,10 +954,7 @@ pub fn markdown(r: &Results) -> String {
                     } else if s.unaccounted > 0 {
                         format!("no: {} lost silently", s.unaccounted)
                     } else {
-                        format!(
-                            "no: {} more (others' drops)",
-                            s.seen + s.dropped - s.offered
-                        )
+                        format!("no: {} more (others' drops)", s.seen + s.dropped - s.offered)
                     },
                     s.seen_other,
                     s.exits_per_sec,
@@ -1097,11 +1035,7 @@ pub fn readings(r: &Results) -> Vec<String> {
                 value(base.median, m.unit),
                 spread
             );
-            let word = if m.higher_is_better {
-                "throughput"
-            } else {
-                "time"
-            };
+            let word = if m.higher_is_better { "throughput" } else { "time" };
             if let Some(f) = w.figure(mi, Arm::Run) {
                 let verdict = match m.goal_pct {
                     Some(g) if f.cost_pct <= g => format!(" — within the ≤ {g} % goal"),
@@ -1134,10 +1068,7 @@ pub fn readings(r: &Results) -> Vec<String> {
                 if f.paired_n < 3 {
                     let _ = write!(s, " (too few rounds to tell a cost from noise)");
                 } else if !f.distinguishable() {
-                    let _ = write!(
-                        s,
-                        ", so this run cannot tell `leaktrace run` from no tracing here"
-                    );
+                    let _ = write!(s, ", so this run cannot tell `leaktrace run` from no tracing here");
                 } else if f.paired_cost_pct >= 0.5 {
                     let _ = write!(s, ", so the cost is real, not noise");
                 }
@@ -1158,11 +1089,7 @@ pub fn readings(r: &Results) -> Vec<String> {
                 let _ = write!(
                     s,
                     " bpftrace counting the same tracepoints changes the {word} by {} %.",
-                    signed(if m.higher_is_better {
-                        -f.cost_pct
-                    } else {
-                        f.cost_pct
-                    })
+                    signed(if m.higher_is_better { -f.cost_pct } else { f.cost_pct })
                 );
             }
             out.push(s);
@@ -1174,10 +1101,7 @@ pub fn readings(r: &Results) -> Vec<String> {
             let lost = if s.exits_missing == 0 {
                 "no exit event was lost".to_string()
             } else {
-                format!(
-                    "{} of {} exit events were LOST",
-                    s.exits_missing, s.exits_expected
-                )
+                format!("{} of {} exit events were LOST", s.exits_missing, s.exits_expected)
             };
             let drops = if s.dropped == 0 {
                 "no bulk event was dropped".to_string()

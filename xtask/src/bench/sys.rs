@@ -15,8 +15,7 @@ pub fn nproc() -> usize {
 }
 
 pub fn kernel() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
+    fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
 }
 
 /// `model name` of the first CPU in /proc/cpuinfo.
@@ -62,10 +61,7 @@ pub fn loadavg() -> String {
 pub fn cpu_jiffies() -> Option<(u64, u64)> {
     let s = fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
     if v.len() < 5 {
         return None;
     }
@@ -126,11 +122,7 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
         for e in dir.flatten() {
             if let Some(ns) = fs::read_to_string(e.path().join("schedstat"))
                 .ok()
-                .and_then(|s| {
-                    s.split_whitespace()
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
             {
                 sum += ns;
                 any = true;
@@ -191,9 +183,7 @@ pub fn ensure_tracefs() -> Result<()> {
         .status()
         .context("could not run `mount`")?;
     if !status.success() || !Path::new("/sys/kernel/tracing/events").is_dir() {
-        bail!(
-            "tracefs is not mounted and `mount -t tracefs tracefs /sys/kernel/tracing` failed ({status})"
-        );
+        bail!("tracefs is not mounted and `mount -t tracefs tracefs /sys/kernel/tracing` failed ({status})");
     }
     Ok(())
 }
@@ -216,8 +206,7 @@ impl TempDir {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("leaktrace-bench-{}-{nanos}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("leaktrace-bench-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(TempDir(dir))
     }
@@ -231,9 +220,7 @@ impl Drop for TempDir {
 
 /// `2026-05-21 14:03 UTC`.
 pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Days since 1970-01-01 to a civil date (proleptic Gregorian).
     let z = days + 719_468;
@@ -267,13 +254,8 @@ pub fn git_revision(root: &Path) -> String {
     };
     match run(&["rev-parse", "--short=12", "HEAD"]) {
         Some(rev) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{rev} + local changes")
-            } else {
-                rev
-            }
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{rev} + local changes") } else { rev }
         }
         None => "unknown".into(),
     }

@@ -194,13 +194,7 @@ impl Workload {
     /// Runs once; one value per metric.
     pub fn run(&self, ctx: &Ctx, state: &State) -> Result<Vec<f64>> {
         let s = &ctx.sizes;
-        let faults = || {
-            ctx.lt(&[
-                "faults".into(),
-                s.fault_mib.to_string(),
-                s.fault_rounds.to_string(),
-            ])
-        };
+        let faults = || ctx.lt(&["faults".into(), s.fault_mib.to_string(), s.fault_rounds.to_string()]);
         let secs = match self.kind {
             Kind::Idle => {
                 let mut c = Command::new("sleep");
@@ -209,16 +203,9 @@ impl Workload {
             }
             Kind::Faults => timed(vec![faults()], ctx.timeout)?,
             Kind::FaultsPerCpu => timed((0..ctx.nproc).map(|_| faults()).collect(), ctx.timeout)?,
-            Kind::Mmaps => timed(
-                vec![ctx.lt(&["mmaps".into(), s.mmaps.to_string()])],
-                ctx.timeout,
-            )?,
+            Kind::Mmaps => timed(vec![ctx.lt(&["mmaps".into(), s.mmaps.to_string()])], ctx.timeout)?,
             Kind::ForkExec => timed(
-                vec![ctx.lt(&[
-                    "forkexec".into(),
-                    s.forkexec.to_string(),
-                    "/bin/true".into(),
-                ])],
+                vec![ctx.lt(&["forkexec".into(), s.forkexec.to_string(), "/bin/true".into()])],
                 ctx.timeout,
             )?,
             Kind::Redis => {
@@ -270,10 +257,7 @@ pub fn timed(cmds: Vec<Command>, timeout: Duration) -> Result<f64> {
 
 /// Kills `pids` unless the returned sender is dropped within `timeout`; the thread returns
 /// whether it had to.
-fn watchdog(
-    pids: Vec<u32>,
-    timeout: Duration,
-) -> (mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+fn watchdog(pids: Vec<u32>, timeout: Duration) -> (mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
     let (tx, rx) = mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
         if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
@@ -309,14 +293,7 @@ impl Redis {
             "--appendonly",
             "no",
         ])
-        .args([
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--logfile",
-            "",
-        ])
+        .args(["--daemonize", "no", "--protected-mode", "yes", "--logfile", ""])
         .arg("--dir")
         .arg(&dir)
         .stdin(Stdio::null())
@@ -350,9 +327,7 @@ impl Redis {
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let mut buf = [0u8; 16];
-        s.write_all(b"PING\r\n").is_ok()
-            && s.read(&mut buf)
-                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+        s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
     }
 
     /// `redis-benchmark -t set,get`: (SET, GET) requests per second.
@@ -379,10 +354,7 @@ impl Redis {
         let out = child.wait_with_output()?;
         drop(fired);
         if watchdog.join().unwrap_or(false) {
-            bail!(
-                "redis-benchmark did not finish within {} s",
-                timeout.as_secs()
-            );
+            bail!("redis-benchmark did not finish within {} s", timeout.as_secs());
         }
         if !out.status.success() {
             bail!(

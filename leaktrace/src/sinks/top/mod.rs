@@ -135,10 +135,7 @@ impl App {
 
     /// Count what the header reports from the update stream (kept while paused).
     pub fn note(&mut self, ups: &[Update]) {
-        self.oom_kills_seen += ups
-            .iter()
-            .filter(|u| matches!(u, Update::OomKill { .. }))
-            .count() as u64;
+        self.oom_kills_seen += ups.iter().filter(|u| matches!(u, Update::OomKill { .. })).count() as u64;
     }
 
     /// Read the host counters, at most once per interval (or per second for longer intervals).
@@ -186,8 +183,7 @@ impl App {
         if k.kind == KeyEventKind::Release {
             return Effect::Nothing;
         }
-        if k.modifiers.contains(KeyModifiers::CONTROL) && matches!(k.code, KeyCode::Char('c' | 'C'))
-        {
+        if k.modifiers.contains(KeyModifiers::CONTROL) && matches!(k.code, KeyCode::Char('c' | 'C')) {
             return Effect::Quit;
         }
         let live = Effect::Refresh { full: false };
@@ -271,14 +267,7 @@ mod tests {
             ))
             .unwrap();
             for i in 0..5 {
-                t.observe(
-                    ProcKey {
-                        pid,
-                        start_ticks: 1,
-                    },
-                    &st,
-                    i as f64,
-                );
+                t.observe(ProcKey { pid, start_ticks: 1 }, &st, i as f64);
             }
         }
         t
@@ -291,10 +280,7 @@ mod tests {
         a.refresh(&t, false);
         assert_eq!(a.rows.len(), 2);
         assert!(a.rows.iter().all(|r| r.spark.len() == 5));
-        assert_eq!(
-            a.on_key(key(KeyCode::Char('s'))),
-            Effect::Refresh { full: false }
-        );
+        assert_eq!(a.on_key(key(KeyCode::Char('s'))), Effect::Refresh { full: false });
         assert_eq!(a.sort, SortKey::Rss);
         // Filter: typed keys (even `q` and `s`) go to the filter until Enter.
         assert_eq!(a.on_key(key(KeyCode::Char('/'))), Effect::Redraw);
@@ -304,10 +290,7 @@ mod tests {
         a.on_key(key(KeyCode::Backspace));
         assert_eq!(a.editing.as_deref(), Some("lt-w"));
         assert_eq!(a.sort, SortKey::Rss);
-        assert_eq!(
-            a.on_key(key(KeyCode::Enter)),
-            Effect::Refresh { full: false }
-        );
+        assert_eq!(a.on_key(key(KeyCode::Enter)), Effect::Refresh { full: false });
         assert_eq!(a.filter, "lt-w");
         assert_eq!(model::visible(&a.rows, a.sort, &a.filter).len(), 1);
         a.on_key(key(KeyCode::Char('/')));
@@ -315,18 +298,12 @@ mod tests {
         a.on_key(key(KeyCode::Esc));
         assert_eq!((a.filter.as_str(), a.editing.is_none()), ("", true));
         // Pause freezes: refreshes are ignored until resumed.
-        assert_eq!(
-            a.on_key(key(KeyCode::Char('p'))),
-            Effect::Refresh { full: true }
-        );
+        assert_eq!(a.on_key(key(KeyCode::Char('p'))), Effect::Refresh { full: true });
         a.refresh(&t, true);
         a.refresh(&ProcessTable::new(1, TimelineConfig::default()), false);
         assert_eq!(a.rows.len(), 2);
         assert_eq!(a.on_key(key(KeyCode::Char('s'))), Effect::Redraw);
-        assert_eq!(
-            a.on_key(key(KeyCode::Char('p'))),
-            Effect::Refresh { full: false }
-        );
+        assert_eq!(a.on_key(key(KeyCode::Char('p'))), Effect::Refresh { full: false });
         a.refresh(&ProcessTable::new(1, TimelineConfig::default()), false);
         assert!(a.rows.is_empty());
         assert_eq!(a.on_key(key(KeyCode::Char('q'))), Effect::Quit);

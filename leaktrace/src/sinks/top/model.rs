@@ -108,19 +108,13 @@ fn runtime_name(r: Runtime) -> &'static str {
 pub fn group_label(memcg: Option<&MemcgPath>) -> String {
     let Some(m) = memcg else { return "-".into() };
     match container::attribute(&m.rel) {
-        Some(c) => format!(
-            "{}:{}",
-            runtime_name(c.runtime),
-            &c.id[..c.id.len().min(12)]
-        ),
+        Some(c) => format!("{}:{}", runtime_name(c.runtime), &c.id[..c.id.len().min(12)]),
         None => m.rel.clone(),
     }
 }
 
 fn growth_of(r: &Row) -> f64 {
-    r.growth
-        .filter(|g| g.is_finite())
-        .unwrap_or(f64::NEG_INFINITY)
+    r.growth.filter(|g| g.is_finite()).unwrap_or(f64::NEG_INFINITY)
 }
 
 pub fn compare(a: &Row, b: &Row, key: SortKey) -> Ordering {
@@ -207,8 +201,7 @@ impl HostSampler {
     /// One meminfo reading at `t` seconds.
     pub fn record(&mut self, t: f64, total: u64, available: u64, swap_total: u64, swap_used: u64) {
         let h = &mut self.header;
-        (h.mem_total, h.mem_available, h.swap_total, h.swap_used) =
-            (total, available, swap_total, swap_used);
+        (h.mem_total, h.mem_available, h.swap_total, h.swap_used) = (total, available, swap_total, swap_used);
         self.avail.push_back((t, available));
         // Keep one reading at or before the window start, so the change covers the full window.
         while self.avail.len() > 2 && self.avail[1].0 <= t - TREND_WINDOW_SECS {
@@ -283,11 +276,7 @@ pub fn fmt_eta(eta: Option<(f64, LimitKind)>) -> String {
         Some((s, k)) => format!(
             "{} {}",
             fmt_secs(s),
-            if k == LimitKind::Memcg {
-                "memcg"
-            } else {
-                "host"
-            }
+            if k == LimitKind::Memcg { "memcg" } else { "host" }
         ),
         None => "-".into(),
     }
@@ -341,12 +330,7 @@ mod tests {
             row(20, "new", 50 << 20, None, None),
             row(40, "slow", 20 << 20, Some(1e4), Some(5000.0)),
         ];
-        let pids = |k| {
-            visible(&rows, k, "")
-                .iter()
-                .map(|r| r.pid)
-                .collect::<Vec<_>>()
-        };
+        let pids = |k| visible(&rows, k, "").iter().map(|r| r.pid).collect::<Vec<_>>();
         assert_eq!(pids(SortKey::Growth), [10, 40, 30, 20]);
         assert_eq!(pids(SortKey::Rss), [30, 20, 40, 10]);
         assert_eq!(pids(SortKey::Eta), [10, 40, 30, 20]);
@@ -372,10 +356,7 @@ mod tests {
 
     #[test]
     fn filter_is_a_case_insensitive_substring() {
-        let rows = vec![
-            row(1, "lt-workload", 0, None, None),
-            row(2, "bash", 0, None, None),
-        ];
+        let rows = vec![row(1, "lt-workload", 0, None, None), row(2, "bash", 0, None, None)];
         assert_eq!(visible(&rows, SortKey::Pid, "lt-work").len(), 1);
         assert_eq!(visible(&rows, SortKey::Pid, "WORK")[0].pid, 1);
         assert!(visible(&rows, SortKey::Pid, "zzz").is_empty());
@@ -407,14 +388,9 @@ mod tests {
         let m = sparkline(&mountain, 10);
         assert_eq!(m.chars().next(), Some('▁'));
         assert_eq!(m.chars().last(), Some('█'));
-        let bars: Vec<usize> = m
-            .chars()
-            .map(|c| BARS.iter().position(|b| *b == c).unwrap())
-            .collect();
+        let bars: Vec<usize> = m.chars().map(|c| BARS.iter().position(|b| *b == c).unwrap()).collect();
         assert!(bars.windows(2).all(|w| w[0] <= w[1]), "{m}");
-        let tide: Vec<u64> = (0..8)
-            .map(|i| if i % 2 == 0 { 100 << 20 } else { 140 << 20 })
-            .collect();
+        let tide: Vec<u64> = (0..8).map(|i| if i % 2 == 0 { 100 << 20 } else { 140 << 20 }).collect();
         assert_eq!(sparkline(&tide, 8), "▁█▁█▁█▁█");
         let jitter: Vec<u64> = (0..6).map(|i| (50 << 20) + (i % 2) * 4096).collect();
         assert_eq!(sparkline(&jitter, 6), "▁▁▁▁▁▁");

@@ -11,8 +11,7 @@ use ratatui::{
 };
 
 use super::model::{
-    Header, Row, SPARK_SAMPLES, SortKey, fmt_bytes, fmt_eta, fmt_rate, fmt_secs, fmt_signed,
-    sparkline,
+    Header, Row, SPARK_SAMPLES, SortKey, fmt_bytes, fmt_eta, fmt_rate, fmt_secs, fmt_signed, sparkline,
 };
 use crate::analysis::classify::Pattern;
 
@@ -111,9 +110,7 @@ fn tail(s: &str, width: usize) -> String {
 
 fn pattern_style(r: &Row) -> Style {
     match r.pattern {
-        Some(Pattern::Mountain) if r.flagged => {
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
-        }
+        Some(Pattern::Mountain) if r.flagged => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         Some(Pattern::Mountain) => Style::new().fg(Color::Red),
         Some(Pattern::Plateau) => Style::new().fg(Color::Yellow),
         Some(Pattern::Tidal) => Style::new().fg(Color::Cyan),
@@ -180,11 +177,7 @@ fn header_lines(v: &View) -> Vec<Line<'static>> {
     mem.push(Span::raw("   "));
     match h.swap_used_pct() {
         Some(pct) => {
-            let style = if pct > SWAP_ALERT_PCT {
-                alert
-            } else {
-                Style::new()
-            };
+            let style = if pct > SWAP_ALERT_PCT { alert } else { Style::new() };
             mem.push(Span::styled(
                 format!("Swap {pct:.0}% used of {}", fmt_bytes(h.swap_total)),
                 style,
@@ -201,16 +194,9 @@ fn header_lines(v: &View) -> Vec<Line<'static>> {
         (None, _) => Span::styled("PSI memory n/a", dim),
     };
     let boot = h.oom_kills_boot.map_or("?".to_string(), |n| n.to_string());
-    let oom_style = if h.oom_kills_seen > 0 {
-        alert
-    } else {
-        Style::new()
-    };
+    let oom_style = if h.oom_kills_seen > 0 { alert } else { Style::new() };
     let oom = Span::styled(
-        format!(
-            "OOM kills {boot} since boot, {} since start",
-            h.oom_kills_seen
-        ),
+        format!("OOM kills {boot} since boot, {} since start", h.oom_kills_seen),
         oom_style,
     );
     vec![
@@ -288,11 +274,7 @@ fn render_table(f: &mut Frame, v: &View, area: Rect) {
         titles.push(Cell::from("CGROUP/CONTAINER"));
     }
     widths.extend([c.rss, c.growth, c.pattern]);
-    titles.extend([
-        right("RSS".into()),
-        right("GROWTH".into()),
-        Cell::from("PATTERN"),
-    ]);
+    titles.extend([right("RSS".into()), right("GROWTH".into()), Cell::from("PATTERN")]);
     if c.spark > 0 {
         widths.push(c.spark);
         titles.push(Cell::from(format!("FOOTPRINT, last {} samples", c.spark)));
@@ -317,15 +299,10 @@ fn render_table(f: &mut Frame, v: &View, area: Rect) {
                 Cell::from(Span::styled(r.pattern.map_or("-", Pattern::as_str), style)),
             ]);
             if c.spark > 0 {
-                cells.push(Cell::from(Span::styled(
-                    sparkline(&r.spark, c.spark as usize),
-                    style,
-                )));
+                cells.push(Cell::from(Span::styled(sparkline(&r.spark, c.spark as usize), style)));
             }
             let eta_style = match r.eta {
-                Some((s, _)) if s < ETA_ALERT_SECS => {
-                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
-                }
+                Some((s, _)) if s < ETA_ALERT_SECS => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
                 _ => Style::new(),
             };
             cells.push(Cell::from(Span::styled(fmt_eta(r.eta), eta_style)));
@@ -334,10 +311,7 @@ fn render_table(f: &mut Frame, v: &View, area: Rect) {
         .collect();
     let empty = rows.is_empty();
     let table = Table::new(rows, widths.into_iter().map(Constraint::Length))
-        .header(
-            TableRow::new(titles)
-                .style(Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
-        )
+        .header(TableRow::new(titles).style(Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)))
         .column_spacing(1);
     f.render_widget(table, area);
     if empty && area.height > 1 {
@@ -403,9 +377,7 @@ mod tests {
                 growth: Some(0.0),
                 pattern: Some(Pattern::Tidal),
                 flagged: false,
-                spark: (0..40)
-                    .map(|i| if i % 4 < 2 { 100 << 20 } else { 160 << 20 })
-                    .collect(),
+                spark: (0..40).map(|i| if i % 4 < 2 { 100 << 20 } else { 160 << 20 }).collect(),
                 eta: None,
             },
         ]
@@ -440,15 +412,9 @@ mod tests {
         };
         let (s, fit) = screen(200, 20, &v);
         assert_eq!(fit, 15);
-        assert!(
-            s.contains("2 processes tracked · every 1s · sort: growth"),
-            "{s}"
-        );
+        assert!(s.contains("2 processes tracked · every 1s · sort: growth"), "{s}");
         assert!(s.contains("PAUSED"));
-        assert!(
-            s.contains("MemAvailable 2.0G of 8.0G (25%) ↓ -240M in 1m00s"),
-            "{s}"
-        );
+        assert!(s.contains("MemAvailable 2.0G of 8.0G (25%) ↓ -240M in 1m00s"), "{s}");
         assert!(s.contains("Swap 68% used of 1.0G"), "{s}");
         assert!(s.contains("PSI memory avg10 some 1.25% full 0.50%"));
         assert!(s.contains("OOM kills 3 since boot, 1 since start"));
@@ -489,10 +455,7 @@ mod tests {
         assert!(s.contains("filter by comm:") && s.contains("lt-w"), "{s}");
         assert!(s.contains("every 500ms"), "{s}");
         let line = s.lines().find(|l| l.contains("4242")).unwrap();
-        assert!(
-            line.contains("mountain") && line.contains("1m35s host"),
-            "{line}"
-        );
+        assert!(line.contains("mountain") && line.contains("1m35s host"), "{line}");
     }
 
     #[test]
@@ -524,13 +487,11 @@ mod tests {
     fn columns_fit() {
         for w in MIN_WIDTH..=300 {
             let c = Columns::for_width(w);
-            let used = [
-                c.pid, c.comm, c.group, c.rss, c.growth, c.pattern, c.spark, c.eta,
-            ]
-            .iter()
-            .filter(|x| **x > 0)
-            .map(|x| x + 1)
-            .sum::<u16>()
+            let used = [c.pid, c.comm, c.group, c.rss, c.growth, c.pattern, c.spark, c.eta]
+                .iter()
+                .filter(|x| **x > 0)
+                .map(|x| x + 1)
+                .sum::<u16>()
                 - 1;
             assert!(used <= w, "{w}: {c:?}");
             assert!(c.spark <= SPARK_SAMPLES as u16);
