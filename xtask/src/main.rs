@@ -5,7 +5,7 @@
 //! ```text
 //! cargo xtask run [--release] [-- ARGS...]   # set up, build, run the agent as root
 //! cargo xtask test [--unit] [-- FILTER...]    # set up, build, run the test suite
-//! cargo xtask bench [--quick] [--json]        # benchmarks (not implemented yet)
+//! cargo xtask bench [--quick] [--json]        # benchmarks: overhead against a baseline and a peer
 //! ```
 //!
 //! Set-up (nightly toolchain, rust-src, a project-local bpf-linker) lives in
@@ -39,7 +39,7 @@ enum Command {
     Run(run::RunArgs),
     /// Set up the toolchain, build the workspace and run all tests (as root, serially).
     Test(test::TestArgs),
-    /// Run the benchmarks (not implemented yet).
+    /// Run the benchmarks: every workload under every arm, interleaved, median of rounds.
     Bench(bench::BenchArgs),
     /// Only do the set-up steps (nightly, rust-src, bpf-linker) and print the environment.
     Setup,

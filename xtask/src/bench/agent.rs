@@ -22,7 +22,7 @@ pub enum Arm {
     Baseline,
     /// `leaktrace run --json`: the agent as deployed.
     Run,
-    /// `leaktrace run` with stack capture (not implemented by the agent yet).
+    /// `leaktrace run --stacks`: allocation-site attribution (sampled page faults with user stacks).
     RunStacks,
     /// bpftrace counting the same tracepoints per pid (a peer tool for scale).
     Bpftrace,
@@ -44,8 +44,7 @@ impl Arm {
         match self {
             Arm::Baseline => Some(Spec::Nothing),
             Arm::Run => Some(Spec::Leaktrace(&["run", "--json"])),
-            // When the agent has it: Some(Spec::Leaktrace(&["run", "--json", "--stacks"])),
-            Arm::RunStacks => None,
+            Arm::RunStacks => Some(Spec::Leaktrace(&["run", "--json", "--stacks"])),
             Arm::Bpftrace => Some(Spec::Bpftrace),
         }
     }
@@ -352,8 +351,11 @@ mod tests {
 
     #[test]
     fn arms() {
-        assert!(Arm::ALL.iter().filter(|a| !a.implemented()).eq([&Arm::RunStacks]));
+        // Baseline, the agent and the peer always exist; only optional arms may be missing.
+        assert!([Arm::Baseline, Arm::Run, Arm::Bpftrace].iter().all(|a| a.implemented()));
         assert!(matches!(Arm::Baseline.spec(), Some(Spec::Nothing)));
+        let keys: std::collections::HashSet<_> = Arm::ALL.iter().map(|a| a.key()).collect();
+        assert_eq!(keys.len(), Arm::ALL.len());
     }
 
     #[test]

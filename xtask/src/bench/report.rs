@@ -990,7 +990,7 @@ pub fn markdown(r: &Results) -> String {
         o,
         "## Method\n\n\
          - Arms: *baseline* (nothing traced); *leaktrace run* = `leaktrace run --json --report-dir TMP` with \
-         stdout to a file; *leaktrace run +stacks* is listed but not implemented by the agent yet; *bpftrace* = \
+         stdout to a file; *leaktrace run +stacks* = the same with `--stacks` (sampled page faults with user stacks); *bpftrace* = \
          a script keeping `@x[pid] = count()` maps on `kmem:rss_stat`, `exceptions:page_fault_user`, \
          `syscalls:sys_enter_mmap`, `sys_enter_munmap`, `sys_enter_brk` and `oom:mark_victim` (plus one \
          readiness probe on `sys_enter_kill`) — a peer for scale, not a tool doing the same job.\n\
