@@ -43,6 +43,20 @@ pub enum Scope {
     },
 }
 
+impl Scope {
+    /// Every process when no filter is given, else the processes matching `--pid` / `--comm`.
+    pub fn from_filters(pids: &[u32], comms: &[String]) -> Scope {
+        if pids.is_empty() && comms.is_empty() {
+            Scope::All
+        } else {
+            Scope::Filter {
+                pids: pids.to_vec(),
+                comms: comms.to_vec(),
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
     pub interval: Duration,

@@ -24,14 +24,7 @@ pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
         Some(addr) => Some(Exporter::start(addr, args.metrics_top as usize).await?),
         None => None,
     };
-    let scope = if args.pids.is_empty() && args.comms.is_empty() {
-        Scope::All
-    } else {
-        Scope::Filter {
-            pids: args.pids.clone(),
-            comms: args.comms.clone(),
-        }
-    };
+    let scope = Scope::from_filters(&args.pids, &args.comms);
     let mut cfg = MonitorConfig::new(args.interval, scope);
     cfg.max_processes = args.max_processes as usize;
     cfg.predict_within = args.predict_within.as_secs_f64();

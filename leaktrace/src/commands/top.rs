@@ -30,14 +30,7 @@ pub async fn run(args: TopArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
     }
     check_pids(&args.pids)?;
     let stop = shutdown_signal();
-    let scope = if args.pids.is_empty() && args.comms.is_empty() {
-        Scope::All
-    } else {
-        Scope::Filter {
-            pids: args.pids.clone(),
-            comms: args.comms.clone(),
-        }
-    };
+    let scope = Scope::from_filters(&args.pids, &args.comms);
     let mut mon = Monitor::start(MonitorConfig::new(args.interval, scope), opts)?;
     if let Err(e) = crate::probes::privileges::keep_only(&crate::probes::privileges::KEEP_AFTER_ATTACH) {
         eprintln!("leaktrace: warning: could not drop capabilities: {e}");
