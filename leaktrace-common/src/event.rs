@@ -68,6 +68,8 @@ impl EventKind {
 
 pub const COMM_LEN: usize = 16;
 pub const FILENAME_LEN: usize = 256;
+/// Bytes of the new program's argument area kept by the exec event.
+pub const EXEC_ARGS_LEN: usize = 256;
 
 /// Common head of every record. `pid` is the tgid (the process), `tid` the thread.
 #[repr(C)]
@@ -148,6 +150,36 @@ pub struct ExecEvent {
     /// Bytes of `filename` used (without NUL).
     pub filename_len: u32,
     pub filename: [u8; FILENAME_LEN],
+    /// Bytes of `args` used: the program's argument area (`mm->arg_start..arg_end`, NUL-separated
+    /// argv as in /proc/PID/cmdline) read at exec, before the program can rewrite it. 0 when it
+    /// could not be read (or `ExecArgsConfig.enabled == 0`).
+    pub args_len: u32,
+    /// Size of the whole argument area (`arg_end - arg_start`); above `args_len`: cut.
+    pub args_total: u32,
+    pub args: [u8; EXEC_ARGS_LEN],
+}
+
+/// Where the argument area of a process is in the running kernel, read by the agent from BTF and
+/// handed to the programs as the `EXEC_ARGS_CONFIG` global. `enabled == 0`: not read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecArgsConfig {
+    pub enabled: u32,
+    /// `offsetof(struct task_struct, mm)`.
+    pub task_mm: u32,
+    /// `offsetof(struct mm_struct, arg_start)`.
+    pub mm_arg_start: u32,
+    /// `offsetof(struct mm_struct, arg_end)`.
+    pub mm_arg_end: u32,
+}
+
+impl ExecArgsConfig {
+    pub const OFF: ExecArgsConfig = ExecArgsConfig {
+        enabled: 0,
+        task_mm: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
+    };
 }
 
 /// A process (thread group) ended.
@@ -199,7 +231,7 @@ pub struct PendingCall {
     pub args: [u64; 6],
 }
 
-/// Value of `RSS_DIRTY` and `RSS_LAST`.
+/// Value of `RSS_DIRTY`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RssDirty {

@@ -7,7 +7,9 @@
 pub mod event;
 pub mod names;
 pub mod offsets;
+pub mod rss;
 pub mod sites;
+pub mod usdt;
 
 pub use event::*;
 pub use offsets::{Field, TpOffsets};
@@ -15,15 +17,35 @@ pub use offsets::{Field, TpOffsets};
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    unsafe impl aya::Pod for TpOffsets {}
-    unsafe impl aya::Pod for Field {}
-    unsafe impl aya::Pod for PendingCall {}
-    unsafe impl aya::Pod for RssDirty {}
-    unsafe impl aya::Pod for sites::SiteKey {}
-    unsafe impl aya::Pod for sites::SiteValue {}
-    unsafe impl aya::Pod for sites::MallocSite {}
-    unsafe impl aya::Pod for sites::AllocKey {}
-    unsafe impl aya::Pod for sites::AllocInfo {}
-    unsafe impl aya::Pod for sites::PendingAlloc {}
-    unsafe impl aya::Pod for sites::SitesConfig {}
+
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {$(
+            // SAFETY: `#[repr(C)]` and `Copy`, with only integer fields (arrays of them, or
+            // `Field`s, themselves integers) and explicit `_pad` fields where alignment needs
+            // them: no implicit padding bytes, and every bit pattern is a valid value.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+
+    pod!(
+        TpOffsets,
+        Field,
+        PendingCall,
+        RssDirty,
+        ExecArgsConfig,
+        rss::RssSlot,
+        rss::FloorKey,
+        rss::FloorVal,
+        rss::RssFloorConfig,
+        sites::SiteKey,
+        sites::SiteValue,
+        sites::MallocSite,
+        sites::AllocKey,
+        sites::AllocInfo,
+        sites::PendingAlloc,
+        sites::SitesConfig,
+        usdt::UsdtSpec,
+        sites::CopyRequest,
+        sites::StackCopyHeader,
+    );
 }

@@ -87,6 +87,16 @@ pub struct SitesConfig {
     /// Sample page faults in `rss_stat`: one RSS change in this many per CPU (N). 0: rss_stat is
     /// not attached and the perf_event program samples instead.
     pub rss_every: u32,
+    /// Stack copies for CFI unwinding in the agent: pages of user stack copied from the stack
+    /// pointer's page upwards (at most [`COPY_MAX_PAGES`]); 0 = no copies (frame pointers only).
+    pub copy_pages: u32,
+    pub _pad: u32,
+    /// Per-process rate limit on copies (GCRA): one copy per `copy_interval_ns` on average...
+    pub copy_interval_ns: u64,
+    /// ... with bursts of up to `copy_burst_ns / copy_interval_ns` copies.
+    pub copy_burst_ns: u64,
+    /// The same for all processes together (their sum), with the same burst time.
+    pub copy_global_interval_ns: u64,
 }
 
 impl SitesConfig {
@@ -96,7 +106,59 @@ impl SitesConfig {
         fault_bytes: 0,
         malloc_sample: 1,
         rss_every: 0,
+        copy_pages: 0,
+        _pad: 0,
+        copy_interval_ns: 0,
+        copy_burst_ns: 0,
+        copy_global_interval_ns: 0,
     };
+}
+
+/// Largest stack window the kernel copies, in pages (the stack pointer's page and the ones above
+/// it). The default window ([`SitesConfig::copy_pages`]) is chosen by measurement: README, "Where
+/// the memory grows".
+pub const COPY_MAX_PAGES: usize = 8;
+pub const COPY_PAGE: usize = 4096;
+
+/// Per-CPU hand-over from a sampled event to the stack-copy program it tail-calls (`COPY_REQ`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CopyRequest {
+    pub tgid: u32,
+    /// The frame-pointer stack taken for the same event (its `SITES` key), or [`NO_STACK`].
+    pub stack_id: u32,
+    pub grown_bytes: u64,
+    pub fault_bytes: u64,
+}
+
+/// Fixed part of a `STACK_COPIES` record: the event, the thread's user registers and where the
+/// copied window starts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackCopyHeader {
+    pub tgid: u32,
+    pub tid: u32,
+    /// The frame-pointer stack of the same event: the agent splits that stack's bytes among the
+    /// stacks its copies unwind to.
+    pub stack_id: u32,
+    /// Pages copied (the copy stops at the first unreadable page, e.g. the end of the stack).
+    pub pages: u32,
+    pub grown_bytes: u64,
+    pub fault_bytes: u64,
+    /// User registers at the event: instruction, stack and frame pointer.
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// User address of `data[0]`: the stack pointer rounded down to its page.
+    pub base: u64,
+}
+
+/// A `STACK_COPIES` record: header, then `pages` pages of the user stack from `base`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackCopy {
+    pub hdr: StackCopyHeader,
+    pub data: [u8; COPY_MAX_PAGES * COPY_PAGE],
 }
 
 /// Slots of the per-CPU `SITE_COUNTERS` array.
@@ -111,5 +173,13 @@ pub mod site_counter {
     pub const FAULT_SAMPLES: u32 = 3;
     /// `ALLOCS` full: an allocation could not be tracked.
     pub const ALLOCS_FULL: u32 = 4;
-    pub const SLOTS: u32 = 8;
+    /// Stack copies sent to the agent.
+    pub const COPIES: u32 = 5;
+    /// Copies not taken: the process's rate limit.
+    pub const COPY_LIMITED: u32 = 6;
+    /// Copies lost: `STACK_COPIES` full (the agent is behind).
+    pub const COPY_DROPS: u32 = 7;
+    /// Copies that failed: no user registers, or the stack pointer's page unreadable.
+    pub const COPY_ERRORS: u32 = 8;
+    pub const SLOTS: u32 = 16;
 }

@@ -21,9 +21,9 @@ pub fn header(kind: EventKind) -> EventHeader {
     let (pid, tid) = pid_tgid();
     EventHeader {
         kind: kind as u32,
-        // SAFETY: helper without preconditions.
+        // SAFETY: a BPF helper without arguments or preconditions.
         cpu: unsafe { bpf_get_smp_processor_id() },
-        // SAFETY: helper without preconditions.
+        // SAFETY: a BPF helper without arguments or preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         pid,
         tid,
@@ -36,7 +36,8 @@ pub fn header(kind: EventKind) -> EventHeader {
 pub fn read(ctx: &TracePointContext, f: Field) -> u64 {
     let off = f.offset as usize;
     let signed = f.signed != 0;
-    // SAFETY: offsets come from the kernel's own format file for this tracepoint.
+    // SAFETY: `read_at` copies with bpf_probe_read, which returns an error instead of faulting on
+    // a bad address; the offsets and sizes come from this tracepoint's own format file.
     let r = unsafe {
         match f.size {
             1 => ctx

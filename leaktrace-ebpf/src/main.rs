@@ -2,6 +2,7 @@
 #![no_main]
 
 mod emit;
+mod error;
 mod maps;
 mod probes;
 

@@ -8,6 +8,11 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
+}
+
 /// Human size: 7.0 MiB, 512 KiB, 12 B.
 pub fn bytes(v: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -28,6 +33,21 @@ pub fn bytes(v: u64) -> String {
 pub fn signed_bytes(v: f64) -> String {
     let s = bytes(v.abs() as u64);
     if v < 0.0 { format!("-{s}") } else { format!("+{s}") }
+}
+
+/// A Prometheus series as PromQL writes it: `name{a="x", b="y"}`.
+pub fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let name = labels.get("__name__").map_or("", String::as_str);
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    if rest.is_empty() && !name.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{}}}", rest.join(", "))
+    }
 }
 
 #[cfg(test)]

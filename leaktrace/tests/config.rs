@@ -64,6 +64,72 @@ fn config_values_are_used_and_flags_win() {
     assert_eq!(e, format!("error: no process with pid {other}"));
 }
 
+/// `key = value` lines of `run --print-config`.
+fn printed(args: &[&str]) -> Vec<(String, String)> {
+    let o = leaktrace(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_key_set_in_a_file_takes_effect() {
+    let me = std::process::id();
+    let set = [
+        ("json", "true".to_string()),
+        ("pid", format!("[{me}]")),
+        ("comm", "[\"postgres\", \"java\"]".to_string()),
+        ("interval", "\"2s\"".to_string()),
+        ("duration", "\"1h\"".to_string()),
+        ("syscalls", "true".to_string()),
+        ("max_processes", "100".to_string()),
+        ("report_dir", "\"/srv/reports\"".to_string()),
+        ("predict_within", "\"10m\"".to_string()),
+        ("snapshot_within", "45".to_string()),
+        ("metrics", "\"127.0.0.1:9555\"".to_string()),
+        ("metrics_top", "7".to_string()),
+        ("stacks", "true".to_string()),
+        ("fault_sample", "16".to_string()),
+        ("record", "\"/tmp/agent.jsonl.gz\"".to_string()),
+    ];
+    let text: String = set.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    let c = Config::new("every", &text);
+    let got = printed(&["run", "--config", c.path(), "--print-config"]);
+    let expect = |k: &str, want: &str| {
+        let v = got.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(v, Some(want), "key `{k}` in {got:?}");
+    };
+    for (k, v) in &set {
+        let want = match *k {
+            "duration" => "\"3600s\"",
+            "predict_within" => "\"600s\"",
+            "snapshot_within" => "\"45s\"",
+            _ => v.as_str(),
+        };
+        expect(k, want);
+    }
+    // Flags win over the file, key by key.
+    let got = printed(&[
+        "run",
+        "--config",
+        c.path(),
+        "--interval",
+        "500ms",
+        "--metrics-top",
+        "3",
+        "--print-config",
+    ]);
+    let v = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(
+        (v("interval"), v("metrics_top"), v("max_processes")),
+        ("\"500ms\"".into(), "3".into(), "100".into())
+    );
+}
+
 #[test]
 fn unknown_key_is_one_line_with_file_line_and_key() {
     let c = Config::new("unknown", "json = true\n\nintervall = \"1s\"\n");

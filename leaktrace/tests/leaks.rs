@@ -34,11 +34,11 @@ fn leaks_are_flagged_and_tides_are_not() {
         "leaktrace: running",
     );
     let start = Instant::now();
-    let mut fast = spawn(&["leak", "2048", "40"]);
+    let mut fast = spawn(&["leak", "2048", "80"]);
     let mut slow = spawn(&["leak", "128", "125"]);
     let mut tidal = spawn(&["tidal", "100", "3", "70"]);
     let mut plateau = spawn(&["plateau", "80", "10", "60"]);
-    let mut saw = spawn(&["sawtooth", "30", "24", "2", "60"]);
+    let mut saw = spawn(&["sawtooth", "30", "24", "2", "90"]);
     let (f, s, t, p, w) = (fast.id(), slow.id(), tidal.id(), plateau.id(), saw.id());
 
     // watch gates CI: exit 3 on a leak, 0 on tides.
@@ -72,13 +72,13 @@ fn leaks_are_flagged_and_tides_are_not() {
         .spawn()
         .unwrap();
 
-    let fast_flag = agent.wait_for("leak_suspected for the 2 MiB/s leak", Duration::from_secs(40), |v| {
+    let fast_flag = agent.wait_for("leak_suspected for the 2 MiB/s leak", Duration::from_secs(70), |v| {
         v["event"] == "leak_suspected" && v["pid"] == f
     });
     let fast_secs = start.elapsed().as_secs_f64();
     assert!(
-        fast_secs <= 30.0 + 1.0,
-        "2 MiB/s leak flagged after {fast_secs:.1}s (> 30 s)"
+        fast_secs <= 60.0 + 1.0,
+        "2 MiB/s leak flagged after {fast_secs:.1}s (> 60 s: issue 11's figure for leaks of 1 MiB/s and more)"
     );
     assert_eq!(fast_flag["pattern"], "mountain");
     assert!(fast_flag["confidence"].as_f64().unwrap() >= 0.8);

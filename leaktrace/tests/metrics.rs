@@ -5,164 +5,15 @@ mod common;
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{prom::*, *};
 use serde_json::Value;
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("leaktrace-test-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (and reaped) on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn has(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Prometheus (and promtool) on PATH, installed from Debian's `prometheus` package if missing.
-/// Under CI=true a failed install fails the test; locally the test is skipped with the reason.
-fn prometheus_available(test: &str) -> bool {
-    if has("prometheus") && has("promtool") {
-        return true;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("apt-get {}: {e}", args.join(" ")))
-            .and_then(|o| {
-                if o.status.success() {
-                    Ok(())
-                } else {
-                    let err = String::from_utf8_lossy(&o.stderr);
-                    Err(format!(
-                        "apt-get {} failed ({}): {}",
-                        args.join(" "),
-                        o.status,
-                        err.lines().last().unwrap_or("")
-                    ))
-                }
-            })
-    };
-    eprintln!("{test}: prometheus not on PATH, installing the Debian package");
-    let r =
-        apt(&["-q", "update"]).and_then(|()| apt(&["-q", "-y", "--no-install-recommends", "install", "prometheus"]));
-    match r {
-        Ok(()) if has("prometheus") && has("promtool") => true,
-        Ok(()) => fail_or_skip(
-            test,
-            "the prometheus package installed no `prometheus`/`promtool` on PATH",
-        ),
-        Err(e) => fail_or_skip(test, &e),
-    }
-}
-
-fn fail_or_skip(test: &str, why: &str) -> bool {
-    if ci() {
-        panic!("{test}: Prometheus is needed and CI=true: {why}");
-    }
-    eprintln!("SKIP {test}: Prometheus is not available: {why}");
-    false
-}
-
-/// A plain HTTP/1.0 GET; returns (status, head, body).
-fn http_get(port: u16, target: &str, accept: Option<&str>) -> Result<(u16, String, String), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n").map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP response from {addr}: {text:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head:?}"))?;
-    Ok((status, head.to_string(), body.to_string()))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Prometheus API call: the `data` member of a successful answer.
-fn api(port: u16, target: &str) -> Result<Value, String> {
-    let (status, _, body) = http_get(port, target, None)?;
-    let v: Value =
-        serde_json::from_str(&body).map_err(|e| format!("{target}: HTTP {status}, not JSON ({e}): {body}"))?;
-    if v["status"] != "success" {
-        return Err(format!("{target}: {v}"));
-    }
-    Ok(v["data"].clone())
-}
-
-/// Instant query: the result vector.
-fn query(port: u16, q: &str) -> Result<Vec<Value>, String> {
-    let d = api(port, &format!("/api/v1/query?query={}", urlencode(q)))?;
-    Ok(d["result"].as_array().cloned().unwrap_or_default())
-}
 
 fn rules_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/leaktrace.rules.yml")
@@ -257,41 +108,25 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
     assert_eq!(http_get(agent_port, "/nope", None).expect("GET /nope").0, 404);
 
     // Prometheus, local only, scraping and evaluating every second.
-    let prom_port = free_port();
     let rules_copy = tmp.0.join("leaktrace.rules.yml");
     fs::write(
         &rules_copy,
         shortened_rules(&fs::read_to_string(&rules).expect("read the rules")),
     )
     .unwrap();
-    let config = tmp.0.join("prometheus.yml");
-    fs::write(
-        &config,
-        format!(
+    let prom = Prometheus::start(
+        &tmp.0,
+        &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: leaktrace\n    static_configs:\n      - targets: ['{listen}']\n",
             rules_copy.display()
         ),
-    )
-    .unwrap();
-    let log_path = tmp.0.join("prometheus.log");
-    let log = fs::File::create(&log_path).unwrap();
-    let prom = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", tmp.0.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus"),
     );
-    let prom_log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let prom_port = prom.port;
+    let prom_log = || prom.log();
 
     let workload = Killed(
         Command::new(workload())
-            .args(["leak", "4096", "45"])
+            .args(["leak", "4096", "90"])
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn workload"),
@@ -300,30 +135,18 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
     let start = Instant::now();
 
     // The agent is a healthy target.
-    loop {
-        if query(prom_port, "up{job=\"leaktrace\"} == 1").is_ok_and(|r| !r.is_empty()) {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(15) {
-            let targets = api(prom_port, "/api/v1/targets")
-                .map(|v| v.to_string())
-                .unwrap_or_else(|e| e);
-            panic!(
-                "Prometheus did not scrape the agent within 15 s; targets: {targets}; log: {}",
-                prom_log()
-            );
-        }
-        thread::sleep(Duration::from_millis(250));
-    }
+    prom.wait_up("leaktrace", Duration::from_secs(15));
     eprintln!("{TEST}: target up after {:.1}s", start.elapsed().as_secs_f64());
 
     let series = format!("leaktrace_process_leak_suspected{{pid=\"{pid}\"}} == 1");
     let (mut flagged_at, mut firing_at) = (None, None);
     let mut last = String::new();
     while firing_at.is_none() {
-        if start.elapsed() > Duration::from_secs(44) {
+        // The live alarm flags a leak of ≥ 1 MiB/s within 60 s (issue 11); the rule's `for` and
+        // the scrapes add a few seconds.
+        if start.elapsed() > Duration::from_secs(80) {
             panic!(
-                "no firing leak alert for pid {pid} within 44 s (series seen at {flagged_at:?}); last: {last}; agent stderr: {:?}; prometheus log: {}",
+                "no firing leak alert for pid {pid} within 80 s (series seen at {flagged_at:?}); last: {last}; agent stderr: {:?}; prometheus log: {}",
                 agent.stderr(),
                 prom_log()
             );
@@ -347,7 +170,8 @@ fn metrics_reach_prometheus_and_the_leak_alert_fires() {
                 let ours: Vec<&Value> = alerts
                     .iter()
                     .filter(|a| {
-                        a["labels"]["alertname"] == "LeaktraceLeakSuspected" && a["labels"]["pid"] == pid.to_string()
+                        a["labels"]["alertname"] == "LeaktraceLeakSuspected"
+                            && a["labels"]["pid"].as_str() == Some(pid.to_string().as_str())
                     })
                     .collect();
                 if ours.iter().any(|a| a["state"] == "firing") {

@@ -95,6 +95,18 @@ fn a_leak_killed_in_its_memcg_was_predicted_and_reported() {
             .any(|s| s["call"] == "mmap")
     );
     assert!(r["host"]["mem_total_bytes"].as_u64().unwrap() > 0);
+    // Where the host's memory was at the kill: MemTotal in parts (issue 14).
+    let parts = r["host"]["parts"].as_array().expect("host.parts");
+    let sum: u64 = parts
+        .iter()
+        .filter(|p| p["name"].is_null())
+        .map(|p| p["bytes"].as_u64().unwrap())
+        .sum();
+    let total = r["host"]["mem_total_bytes"].as_u64().unwrap();
+    assert!(
+        parts.iter().any(|p| p["part"] == "process_anon") && sum <= total && sum > total / 2,
+        "{parts:?}"
+    );
     assert_eq!(r["top_growers_cgroup"][0]["pid"], pid);
     drop(cg);
     let _ = fs::remove_dir_all(&dir);

@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use common::{
+    sites::{frames, sites, top},
+    *,
+};
 use serde_json::Value;
 
 const LEAK_FN: &str = "leak_through_here_please";
@@ -116,35 +119,6 @@ impl Drop for Leaker {
     }
 }
 
-/// `leaktrace sites --json ARGS`: the table object.
-fn sites(args: &[&str]) -> Value {
-    let mut all = vec!["sites", "--json"];
-    all.extend_from_slice(args);
-    let (code, out, err) = run_agent(&all);
-    assert_eq!(code, 0, "leaktrace {all:?}: {err}");
-    let v: Value =
-        serde_json::from_str(out.lines().last().unwrap_or_else(|| panic!("no output; stderr {err}"))).unwrap();
-    assert_eq!(v["event"], "sites", "{v}");
-    v
-}
-
-fn frames(site: &Value) -> Vec<String> {
-    site["frames"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no frames: {site}"))
-        .iter()
-        .map(|f| f.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The first (largest attributable) site of a `sites` table.
-fn top(v: &Value) -> &Value {
-    let s = &v["sites"][0];
-    assert!(s.is_object(), "no sites at all: {v}");
-    assert_eq!(s["unattributed"], false, "only unattributed sites: {v}");
-    s
-}
-
 #[test]
 fn sites_default_mode_names_the_leaking_function() {
     if !bpf_available("sites_default_mode_names_the_leaking_function") {
@@ -220,7 +194,7 @@ fn sites_fault_sampling_falls_back_to_the_perf_event() {
     let t = top(&v);
     assert_eq!(frames(t)[0], LEAK_FN, "top site {t}; table {v}");
     assert!(
-        t["fault_bytes"].as_u64().unwrap() > 0 && t["fault_bytes"].as_u64().unwrap() % (32 * 4096) == 0,
+        t["fault_bytes"].as_u64().unwrap() > 0 && t["fault_bytes"].as_u64().unwrap().is_multiple_of(32 * 4096),
         "{t}"
     );
 }

@@ -192,6 +192,10 @@ fn top_draws_the_leak_and_gives_the_terminal_back() {
         "since boot",
         "sort: growth",
         " q  quit",
+        // Issue 14: where the memory is, and the article's clues.
+        "Memory: ",
+        "page_cache",
+        "clues: ",
     ] {
         assert!(s.contains(want), "{want} missing from the screen:\n{s}");
     }

@@ -9,15 +9,29 @@
 //!   tidal PEAK_MIB PERIOD_SECS SECS   allocate to the peak, free everything, repeat
 //!   plateau MIB RAMP_SECS SECS        grow to MIB over RAMP_SECS, then hold
 //!   sawtooth UP_MIB DOWN_MIB PERIOD SECS  each period allocate UP, free DOWN (floor rises)
+//!   tides BASE_MIB TIDE_MIB UP_MS DOWN_MS SECS  hold BASE; allocate+touch TIDE, hold it UP_MS,
+//!                                     free it, wait DOWN_MS, repeat (several tides per second)
 //!   faults MIB ROUNDS                 page-fault storm: mmap, touch every page, munmap
 //!   mmaps COUNT                       mmap/munmap storm: small maps, not touched
 //!   hold MIB SECS                     allocate MIB, hold it, exit
 //!   mremaps COUNT                     COUNT mremap calls on one mapping
+//!   mmap-race SECS                    two threads in mmap at once: one populating 64 MiB maps
+//!                                     (a long syscall), one making small maps
 //!   threads N                         N short threads, then fork a child that exits 0
 //!   churn N                           N short-lived children (each with a thread); prints pids
 //!   forkexec N [PROGRAM]              fork+exec PROGRAM (default /bin/true) N times, one at a time
 //!   exits CODE MIN PAUSE_US           fork children that _exit(CODE) at once, one at a time, until
 //!                                     stdin is closed (at least MIN); prints their pids
+//!   pipes, tcp, fdchurn, serve, grows  leaks outside RSS and per unit of work: see `beyond.rs`
+//!   population IDLE GROWING KIB_PER_SEC MAX_MIB
+//!                                     a host's worth of processes: IDLE children that sleep and
+//!                                     GROWING children that touch KIB_PER_SEC of new memory, free
+//!                                     it all at MAX_MIB and start again; prints `{"ready":N}`
+//!                                     once all run, and kills them all when stdin is closed (each
+//!                                     child also dies with the parent); the children are named
+//!                                     `lt-idle` and `lt-grow`
+//!   forkrate RATE SECS [PROGRAM]      fork+exec PROGRAM (default /bin/true) RATE times a second,
+//!                                     paced, for SECS; prints `{"forks":N}`
 //! Before the mode: `--cgroup PROCS_FILE` joins a cgroup, `--oom-score-adj N` sets the OOM score.
 use std::{
     env, fs,
@@ -25,6 +39,8 @@ use std::{
     thread::sleep,
     time::{Duration, Instant},
 };
+
+mod beyond;
 
 const PAGE: usize = 4096;
 
@@ -90,6 +106,7 @@ fn spine(args: &[String]) {
     // SAFETY: raw brk syscalls: query, then grow by a known amount.
     let old = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
     let want = old + (brk_kib << 10);
+    // SAFETY: as above: grows the heap by a known amount, nothing points past it yet.
     let new = unsafe { libc::syscall(libc::SYS_brk, want) } as u64;
     if new != want {
         die("brk did not grow");
@@ -97,6 +114,7 @@ fn spine(args: &[String]) {
     // SAFETY: the child only calls _exit.
     let child = unsafe { libc::fork() };
     if child == 0 {
+        // SAFETY: _exit ends this (child) process at once; it has no preconditions.
         unsafe { libc::_exit(0) };
     }
     let mut st = 0;
@@ -117,6 +135,125 @@ fn spine(args: &[String]) {
     let err =
         std::os::unix::process::CommandExt::exec(std::process::Command::new(exe).args(["exit", &code.to_string()]));
     die(&format!("exec failed: {err}"));
+}
+
+/// fork, exec `path` without arguments in the child, wait; dies unless it exits 0.
+fn fork_exec_wait(path: &std::ffi::CStr) {
+    let argv = [path.as_ptr(), std::ptr::null()];
+    // SAFETY: the child only calls execv and _exit (async-signal-safe).
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        die("fork failed");
+    }
+    if child == 0 {
+        // SAFETY: path and argv are NUL-terminated C strings (argv ends in NULL) that outlive the call.
+        unsafe {
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    let mut st = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut st, 0) };
+    if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+        die(&format!("{} failed (wait status {st})", path.to_string_lossy()));
+    }
+}
+
+/// In a child just forked: die with the parent (and at once if it is already gone).
+fn die_with_parent(parent: i32) {
+    // SAFETY: plain prctl/getppid calls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
+    }
+}
+
+/// See the mode list: many sleeping processes and a few growing ones, for the agent's cost at
+/// scale. The children allocate nothing at start (they are copies of this small process).
+fn population(idle: usize, growing: usize, kib_per_sec: u64, max_mib: usize) {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let mut pids: Vec<i32> = Vec::with_capacity(idle + growing);
+    for i in 0..idle + growing {
+        // SAFETY: the child runs only async-signal-safe calls (or the grower loop below, which
+        // touches its own fresh mappings) and never returns.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            for p in &pids {
+                // SAFETY: our own children.
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+            die(&format!("fork failed after {i} children"));
+        }
+        if child == 0 {
+            die_with_parent(me);
+            // Named apart, so that tests filtering on `lt-workload` elsewhere on a shared machine
+            // do not pick these up.
+            let name: &[u8] = if i < idle { b"lt-idle\0" } else { b"lt-grow\0" };
+            // SAFETY: a NUL-terminated name of at most 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+            if i < idle {
+                loop {
+                    // SAFETY: waits for a signal; SIGKILL ends it.
+                    unsafe { libc::pause() };
+                }
+            }
+            grow_forever(kib_per_sec, max_mib);
+        }
+        pids.push(child);
+    }
+    println!("{{\"ready\":{}}}", pids.len());
+    use std::io::{Read as _, Write as _};
+    let _ = std::io::stdout().flush();
+    let mut buf = [0u8; 64];
+    while std::io::stdin().read(&mut buf).is_ok_and(|n| n > 0) {}
+    for p in &pids {
+        // SAFETY: our own children.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    for p in &pids {
+        let mut st = 0;
+        // SAFETY: reaping our own children.
+        unsafe { libc::waitpid(*p, &mut st, 0) };
+    }
+}
+
+/// Touch `kib_per_sec` of new memory a second (one page at a time, evenly spread), free it all
+/// when `max_mib` is reached, and start again.
+fn grow_forever(kib_per_sec: u64, max_mib: usize) -> ! {
+    let pages_per_sec = (kib_per_sec * 1024 / PAGE as u64).max(1);
+    let pause = Duration::from_secs_f64(1.0 / pages_per_sec as f64);
+    let per_chunk = 64 * PAGE;
+    loop {
+        let mut held: Vec<Chunk> = Vec::new();
+        while held.len() * per_chunk < max_mib << 20 {
+            // SAFETY: plain anonymous mmap; checked for MAP_FAILED.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    per_chunk,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                // SAFETY: ending the child.
+                unsafe { libc::_exit(1) };
+            }
+            let p = p.cast::<u8>();
+            for off in (0..per_chunk).step_by(PAGE) {
+                // SAFETY: within the mapping.
+                unsafe { p.add(off).write_volatile(1) };
+                sleep(pause);
+            }
+            held.push(Chunk(p, per_chunk));
+        }
+    }
 }
 
 fn for_secs(secs: f64, mut step: impl FnMut(f64)) {
@@ -168,9 +305,11 @@ fn main() {
             // SAFETY: the child only calls _exit.
             let child = unsafe { libc::fork() };
             if child == 0 {
+                // SAFETY: _exit ends this (child) process at once; it has no preconditions.
                 unsafe { libc::_exit(0) };
             }
             let mut st = 0;
+            // SAFETY: `st` is a valid place for the status; `child` is our own child.
             unsafe { libc::waitpid(child, &mut st, 0) };
             println!("{{\"pid\":{},\"child_pid\":{child}}}", std::process::id());
         }
@@ -185,9 +324,11 @@ fn main() {
                     let h = std::thread::spawn(|| drop(chunk(64 << 10)));
                     let _ = h.join();
                     drop(chunk(256 << 10));
+                    // SAFETY: _exit ends this (child) process at once; it has no preconditions.
                     unsafe { libc::_exit(0) };
                 }
                 let mut st = 0;
+                // SAFETY: `st` is a valid place for the status; `child` is our own child.
                 unsafe { libc::waitpid(child, &mut st, 0) };
                 pids.push(child);
             }
@@ -232,7 +373,7 @@ fn main() {
             let kib: f64 = num(a, 0, "KIB_PER_SEC");
             let secs: f64 = num(a, 1, "SECS");
             // 10 steps a second, rounded to pages.
-            let step = (((kib * 1024.0 / 10.0) as usize).max(PAGE) + PAGE - 1) / PAGE * PAGE;
+            let step = ((kib * 1024.0 / 10.0) as usize).max(PAGE).div_ceil(PAGE) * PAGE;
             let mut hold = Vec::new();
             for_secs(secs, |_| {
                 hold.push(chunk(step));
@@ -275,6 +416,20 @@ fn main() {
                 sleep(Duration::from_secs_f64(period / 2.0));
             });
         }
+        "tides" => {
+            let base: usize = num(a, 0, "BASE_MIB");
+            let tide: usize = num(a, 1, "TIDE_MIB");
+            let up = Duration::from_millis(num(a, 2, "UP_MS"));
+            let down = Duration::from_millis(num(a, 3, "DOWN_MS"));
+            let secs: f64 = num(a, 4, "SECS");
+            let _base = chunk(base << 20);
+            for_secs(secs, |_| {
+                let c = chunk(tide << 20);
+                sleep(up);
+                drop(c);
+                sleep(down);
+            });
+        }
         "faults" => {
             let mib: usize = num(a, 0, "MIB");
             let rounds: usize = num(a, 1, "ROUNDS");
@@ -299,33 +454,40 @@ fn main() {
                 if p == libc::MAP_FAILED {
                     die("mmap failed");
                 }
+                // SAFETY: `p` is the mapping of that size made just above, not used after.
                 unsafe { libc::munmap(p, 64 << 10) };
             }
+        }
+        "mmap-race" => {
+            let secs: f64 = num(a, 0, "SECS");
+            let map = |len: usize, flags: i32| {
+                // SAFETY: anonymous mapping of `len` bytes, unmapped at once, never used.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+                        -1,
+                        0,
+                    );
+                    if p == libc::MAP_FAILED {
+                        die("mmap failed");
+                    }
+                    libc::munmap(p, len);
+                }
+            };
+            let slow = std::thread::spawn(move || for_secs(secs, |_| map(64 << 20, libc::MAP_POPULATE)));
+            for_secs(secs, |_| map(64 << 10, 0));
+            slow.join().unwrap_or_else(|_| die("thread failed"));
         }
         "forkexec" => {
             // Process churn for benchmarks: fork, exec a program without arguments, wait; N times.
             let n: usize = num(a, 0, "N");
             let prog = a.get(1).map(String::as_str).unwrap_or("/bin/true");
             let path = std::ffi::CString::new(prog).unwrap_or_else(|_| die("bad PROGRAM"));
-            let argv = [path.as_ptr(), std::ptr::null()];
             for _ in 0..n {
-                // SAFETY: the child only calls execv and _exit (async-signal-safe).
-                let child = unsafe { libc::fork() };
-                if child < 0 {
-                    die("fork failed");
-                }
-                if child == 0 {
-                    unsafe {
-                        libc::execv(path.as_ptr(), argv.as_ptr());
-                        libc::_exit(127);
-                    }
-                }
-                let mut st = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(child, &mut st, 0) };
-                if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
-                    die(&format!("{prog} failed (wait status {st})"));
-                }
+                fork_exec_wait(&path);
             }
         }
         "exits" => {
@@ -358,6 +520,7 @@ fn main() {
                     die("fork failed");
                 }
                 if child == 0 {
+                    // SAFETY: _exit ends this (child) process at once; it has no preconditions.
                     unsafe { libc::_exit(code) };
                 }
                 let mut st = 0;
@@ -374,6 +537,34 @@ fn main() {
             let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
             println!("{{\"pids\":[{}]}}", list.join(","));
         }
+        "population" => population(
+            num(a, 0, "IDLE"),
+            num(a, 1, "GROWING"),
+            num(a, 2, "KIB_PER_SEC"),
+            num(a, 3, "MAX_MIB"),
+        ),
+        "forkrate" => {
+            let rate: f64 = num(a, 0, "RATE");
+            let secs: f64 = num(a, 1, "SECS");
+            if rate <= 0.0 {
+                die("RATE must be positive");
+            }
+            let prog = a.get(2).map(String::as_str).unwrap_or("/bin/true");
+            let path = std::ffi::CString::new(prog).unwrap_or_else(|_| die("bad PROGRAM"));
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed().as_secs_f64() < secs {
+                // Paced from the start, not from the last fork: a slow fork is caught up.
+                let due = Duration::from_secs_f64(n as f64 / rate);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    sleep(wait);
+                }
+                fork_exec_wait(&path);
+                n += 1;
+            }
+            println!("{{\"forks\":{n}}}");
+        }
+        other if beyond::run(other, a) => {}
         other => die(&format!("unknown mode `{other}`")),
     }
 }

@@ -1,17 +1,27 @@
-//! `cargo xtask bench [--quick] [--json] [-- rounds=N only=W1,W2 no-capacity]`: the benchmarks.
+//! `cargo xtask bench [--quick] [--json] [-- rounds=N only=W1,W2 no-capacity no-scale no-kcost
+//! soak[=SECS]]`: the benchmarks.
 //!
 //! Builds the agent and `lt-workload` in release, then runs every workload (timed by wall clock)
 //! under every arm — no tracing, `leaktrace run`, bpftrace as a peer — interleaved round by round,
-//! measures the agent's own CPU and memory, runs the capacity test, prints a table (or JSON
-//! with `--json`) and, in full mode, rewrites BENCHMARKS.md. `--quick` is a smoke test (one
-//! short round): it fails unless every arm ran and every figure exists.
+//! measures the agent's own CPU and memory, runs the capacity test, the agent's cost at scale
+//! (thousands of processes, fork churn; `bench/scale.rs`) and the programs' kernel cost
+//! (`bench/kcost.rs`), judges every goal on a 95 % interval (`bench/stats.rs`), prints a table
+//! (or JSON with `--json`) and, in full mode, rewrites BENCHMARKS.md. `--quick` is a smoke test
+//! (one short round of each part, on the debug build): it fails unless every arm ran and every
+//! figure exists.
+//! `soak[=SECS]` runs only the soak (one agent for an hour by default, `bench/soak.rs`) and
+//! rewrites only its section of BENCHMARKS.md.
 //!
 //! Needs root (BPF). As another user, the build runs as that user and the benchmark itself
 //! through sudo (like `cargo xtask run`).
 
 mod agent;
 mod capacity;
+mod kcost;
 mod report;
+mod scale;
+mod soak;
+mod stats;
 mod sys;
 mod workload;
 
@@ -47,9 +57,17 @@ pub struct BenchArgs {
 /// What the extra arguments after `--` can change.
 struct Options {
     rounds: Option<usize>,
+    /// Timed workloads and parts (`capacity`, `scale`, `kcost`) to run; None: all.
     only: Option<Vec<String>>,
     capacity: bool,
+    scale: bool,
+    kcost: bool,
+    /// Run only the soak, this many seconds.
+    soak: Option<u64>,
 }
+
+/// The parts besides the timed workloads that `only=` can name.
+const PARTS: [&str; 3] = ["capacity", "scale", "kcost"];
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
@@ -57,6 +75,9 @@ impl Options {
             rounds: None,
             only: None,
             capacity: true,
+            scale: true,
+            kcost: true,
+            soak: None,
         };
         for a in args {
             if let Some(n) = a.strip_prefix("rounds=") {
@@ -70,21 +91,51 @@ impl Options {
                 o.only = Some(list.split(',').map(str::to_owned).collect());
             } else if a == "no-capacity" {
                 o.capacity = false;
+            } else if a == "no-scale" {
+                o.scale = false;
+            } else if a == "no-kcost" {
+                o.kcost = false;
+            } else if a == "soak" {
+                o.soak = Some(3600);
+            } else if let Some(n) = a.strip_prefix("soak=") {
+                o.soak = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|&n| n >= 60)
+                        .with_context(|| format!("bad `{a}` (seconds, at least 60)"))?,
+                );
             } else {
-                bail!("unknown benchmark argument `{a}` (accepted: rounds=N, only=WORKLOAD[,WORKLOAD], no-capacity)");
+                bail!(
+                    "unknown benchmark argument `{a}` (accepted: rounds=N, only=WORKLOAD|PART[,...], no-capacity, \
+                     no-scale, no-kcost, soak[=SECS])"
+                );
             }
+        }
+        if let Some(only) = &o.only {
+            let named = |p: &str| only.iter().any(|k| k == p);
+            o.capacity &= named("capacity");
+            o.scale &= named("scale");
+            o.kcost &= named("kcost");
         }
         Ok(o)
     }
 
+    /// Whether timed workload `key` runs.
+    fn runs_workload(&self, key: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|k| k == key))
+    }
+
     /// A run restricted by the options does not refresh BENCHMARKS.md.
     fn is_default(&self) -> bool {
-        self.rounds.is_none() && self.only.is_none() && self.capacity
+        self.rounds.is_none() && self.only.is_none() && self.capacity && self.scale && self.kcost
     }
 }
 
-/// Rounds of a full run.
-const FULL_ROUNDS: usize = 9;
+/// Rounds of a full run (timed workloads and the scale loads): enough for a 95 % interval of
+/// about ±1 % when one round scatters by ±2 %.
+const FULL_ROUNDS: usize = 15;
+/// Rounds of the kernel-cost phase (per-call costs are averages over millions of calls).
+const KCOST_ROUNDS: usize = 3;
 /// A run starts only once the machine is at most this busy (% of all CPUs, 0.3 s sample)...
 const QUIET_PCT: f64 = 15.0;
 /// ... or this long has passed (full / quick mode).
@@ -142,7 +193,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     if !args.no_build {
         let env = setup::ensure(&project)?;
-        build(&project, &env)?;
+        build(&project, &env, args.quick)?;
         if !privilege::is_root()? {
             // Built as the invoking user; the benchmark itself (BPF, bpftrace) runs as root.
             let prefix = privilege::root_prefix(&env)?;
@@ -177,16 +228,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("`bench --no-build` must run as root");
     }
 
-    let release = project.target_dir.join("release");
-    let leaktrace = release.join("leaktrace");
-    let workload_bin = release.join("lt-workload");
+    let bin_dir = project.target_dir.join(profile_dir(args.quick));
+    let leaktrace = bin_dir.join("leaktrace");
+    let workload_bin = bin_dir.join("lt-workload");
     for b in [&leaktrace, &workload_bin] {
         if !b.is_file() {
             bail!(
-                "{} does not exist: build with `cargo build --release -p leaktrace -p testprogs`",
-                b.display()
+                "{} does not exist: build with `{}`",
+                b.display(),
+                build_command(args.quick).join(" ")
             );
         }
+    }
+    if let Some(secs) = opts.soak {
+        return soak(&project, secs, &leaktrace, &workload_bin);
     }
     let results = measure(&project, &opts, args.quick, &leaktrace, &workload_bin, started)?;
 
@@ -217,11 +272,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build --release -p leaktrace -p testprogs` with the project's environment; cargo's
-/// output and ours go to stderr so that `--json` output stays alone on stdout.
-fn build(project: &Project, env: &setup::Env) -> Result<()> {
+/// Where the binaries are: a full run measures the release build; `--quick` (a smoke test of the
+/// harness, whose figures are not judged) takes the debug build `cargo xtask test` has just made,
+/// which saves CI a release build of the whole agent.
+fn profile_dir(quick: bool) -> &'static str {
+    if quick { "debug" } else { "release" }
+}
+
+fn build_command(quick: bool) -> Vec<&'static str> {
+    let mut c = vec!["cargo", "build"];
+    if !quick {
+        c.push("--release");
+    }
+    c.extend(["-p", "leaktrace", "-p", "testprogs"]);
+    c
+}
+
+/// [`build_command`] with the project's environment; cargo's output and ours go to stderr so
+/// that `--json` output stays alone on stdout.
+fn build(project: &Project, env: &setup::Env, quick: bool) -> Result<()> {
     let mut cmd = Command::new(util::cargo());
-    cmd.args(["build", "--release", "-p", "leaktrace", "-p", "testprogs"])
+    cmd.args(&build_command(quick)[1..])
         .current_dir(&project.root)
         .stdout(Stdio::from(std::io::stderr()));
     env.apply(&mut cmd);
@@ -310,6 +381,11 @@ fn measure(
     let bpftrace = ensure_tool("bpftrace", "bpftrace", &mut apt_updated);
     let redis_server = ensure_tool("redis-server", "redis-server", &mut apt_updated);
     let redis_benchmark = ensure_tool("redis-benchmark", "redis-tools", &mut apt_updated);
+    let bpftool = if opts.kcost {
+        ensure_tool("bpftool", "bpftool", &mut apt_updated)
+    } else {
+        None
+    };
 
     let scratch = sys::TempDir::new()?;
     let nproc = sys::nproc();
@@ -344,6 +420,7 @@ fn measure(
         quiet_pct: QUIET_PCT,
         quiet_wait_secs: ctx.quiet_wait.as_secs_f64(),
         quiet_budget_secs: ctx.quiet_budget.get().as_secs_f64(),
+        bpf_stats_on: kcost::sysctl_on(),
         ..Machine::default()
     };
     machine.busy_before_pct = sys::busy_pct(Duration::from_secs(2));
@@ -357,10 +434,13 @@ fn measure(
 
     let workloads: Vec<Workload> = workload::all(&sizes, nproc)
         .into_iter()
-        .filter(|w| opts.only.as_ref().is_none_or(|o| o.iter().any(|k| k == w.key)))
+        .filter(|w| opts.runs_workload(w.key))
         .collect();
-    if workloads.is_empty() {
-        bail!("`only=` selected no workload (known: idle, faults, faults_per_cpu, mmaps, forkexec, redis)");
+    if workloads.is_empty() && !(opts.capacity || opts.scale || opts.kcost) {
+        bail!(
+            "`only=` selected nothing (known: idle, faults, faults_per_cpu, mmaps, forkexec, redis, {})",
+            PARTS.join(", ")
+        );
     }
     let arms: Vec<Arm> = Arm::ALL.into_iter().filter(|a| a.implemented()).collect();
     let mut runs = Vec::new();
@@ -382,6 +462,61 @@ fn measure(
     } else {
         Err("skipped (no-capacity)".into())
     };
+    let scale = opts.scale.then(|| {
+        let plan = if quick {
+            scale::Plan::quick()
+        } else {
+            scale::Plan::full(opts.rounds.unwrap_or(FULL_ROUNDS))
+        };
+        log(&format!(
+            "scale: {} round(s) of {}",
+            plan.rounds,
+            plan.loads.iter().map(|l| l.key()).collect::<Vec<_>>().join(", ")
+        ));
+        let env = scale::Env {
+            leaktrace,
+            workload: workload_bin,
+            dir: &scratch.0,
+        };
+        let results = scale::run(&plan, &env, &log);
+        report::ScaleRun { plan, results }
+    });
+    let kcost = opts.kcost.then(|| {
+        let s = &sizes;
+        let jobs = [
+            kcost::Job {
+                key: "faults",
+                title: format!("page faults ({} MiB touched ×{})", s.fault_mib, s.fault_rounds),
+                event: "page fault",
+                events: s.fault_mib * 256 * s.fault_rounds,
+                args: vec!["faults".into(), s.fault_mib.to_string(), s.fault_rounds.to_string()],
+            },
+            kcost::Job {
+                key: "mmaps",
+                title: format!("mmap/munmap ({} pairs)", s.mmaps),
+                event: "mmap+munmap pair",
+                events: s.mmaps,
+                args: vec!["mmaps".into(), s.mmaps.to_string()],
+            },
+            kcost::Job {
+                key: "forkexec",
+                title: format!("fork/exec/exit ({} × /bin/true)", s.forkexec),
+                event: "fork+exec+exit",
+                events: s.forkexec,
+                args: vec!["forkexec".into(), s.forkexec.to_string(), "/bin/true".into()],
+            },
+        ];
+        log("kernel cost: the programs' run-time statistics per workload event");
+        kcost::run(
+            &jobs,
+            if quick { 1 } else { KCOST_ROUNDS },
+            leaktrace,
+            workload_bin,
+            &scratch.0,
+            bpftool.as_deref(),
+            &log,
+        )
+    });
     machine.load_after = sys::loadavg();
 
     let mut command = String::from("cargo xtask bench");
@@ -398,8 +533,50 @@ fn measure(
         workloads: runs,
         capacity,
         capacity_skipped: !opts.capacity,
+        scale,
+        kcost,
+        soak_section: std::fs::read_to_string(project.root.join("BENCHMARKS.md"))
+            .ok()
+            .and_then(|t| soak::section_of(&t).map(str::to_owned)),
         duration_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `soak[=SECS]`: one agent on 5,000 idle + 100 growing processes with a light churn; prints the
+/// result and rewrites the soak section of BENCHMARKS.md (when it ran an hour or more).
+fn soak(project: &Project, secs: u64, leaktrace: &Path, workload_bin: &Path) -> Result<()> {
+    let scratch = sys::TempDir::new()?;
+    let load = format!(
+        "{} idle + {} growing processes and {} fork+exec of /bin/true per second",
+        scale::thousands(soak::IDLE as u64),
+        soak::GROWING,
+        soak::CHURN_PER_SEC
+    );
+    log(&format!(
+        "soak: {secs} s of `leaktrace run` on {load} (load {})",
+        sys::loadavg()
+    ));
+    let (samples, forks) = soak::run(secs, leaktrace, workload_bin, &scratch.0, &log)?;
+    let r = soak::Results {
+        secs: secs as f64,
+        samples,
+        forks,
+        date: sys::utc_now(),
+        revision: sys::git_revision(&project.root),
+        load: format!("{load}; load average at the end {}", sys::loadavg()),
+    };
+    let md = r.markdown();
+    print!("{md}");
+    if secs >= 3600 {
+        let path = project.root.join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, soak::replace_section(&old, &md))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        log(&format!("wrote the soak section of {}", path.display()));
+    } else {
+        log("BENCHMARKS.md left as it is (a soak shorter than an hour)");
+    }
+    Ok(())
 }
 
 /// All rounds of one workload; arms interleaved within each round, in a rotating order.
@@ -435,7 +612,7 @@ fn run_workload(
         }
     };
     // One unrecorded run first (page cache, redis's allocations, CPU frequency), as the baseline.
-    match w.run(ctx, &state) {
+    match w.start(ctx, &state).and_then(|s| s.finish(ctx, &state)) {
         Ok(_) => log("  warm-up done"),
         Err(e) => log(&format!("  warm-up failed: {e:#}")),
     }
@@ -508,13 +685,16 @@ fn one_run(
     round: usize,
     (busy_before_pct, foreign_tracers): (f64, usize),
 ) -> Result<Sample> {
-    let agent = agent::start(arm, tools, &scratch.0, tag)?;
+    // The workload's processes first (held), so an agent watching one can be pointed at it.
+    let started = w.start(ctx, state)?;
+    let target = if arm.needs_target() { started.target() } else { None };
+    let agent = agent::start(arm, tools, &scratch.0, tag, target)?;
     // Let the agent finish whatever it does right after attaching (the same pause for all arms).
     std::thread::sleep(Duration::from_millis(300));
     let cpu0 = agent.as_ref().map(|a| a.cpu_ns());
     let jiffies = sys::cpu_jiffies();
     let start = Instant::now();
-    let values = w.run(ctx, state);
+    let values = started.finish(ctx, state);
     let wall = start.elapsed().as_secs_f64();
     let busy_during_pct = sys::busy_between(jiffies, sys::cpu_jiffies());
     let cost = match agent {

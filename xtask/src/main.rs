@@ -5,6 +5,8 @@
 //! ```text
 //! cargo xtask run [--release] [-- ARGS...]   # set up, build, run the agent as root
 //! cargo xtask test [--unit] [-- FILTER...]    # set up, build, run the test suite
+//! cargo xtask test --kernel 6.1|6.12|host     # the kernel-matrix tests on that kernel (QEMU)
+//! cargo xtask test --matrix                   # ... on every kernel
 //! cargo xtask bench [--quick] [--json]        # benchmarks: overhead against a baseline and a peer
 //! ```
 //!
@@ -17,6 +19,7 @@ mod run;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 

@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::util::{self, Project};
-use crate::{privilege, setup};
+use crate::{privilege, setup, vm};
 
 /// Left out of host builds: the eBPF crate is `no_std`/`no_main` for the `bpf` target and is
 /// built (with the nightly, `-Z build-std`) by the agent's build script; it has no host tests
@@ -27,6 +27,19 @@ pub struct TestArgs {
     /// Only the pure-logic tests (`--lib --bins`), without root.
     #[arg(long)]
     pub unit: bool,
+    /// Run the kernel-matrix test files on this kernel instead: `6.1` or `6.12` (Debian's cloud
+    /// kernels, booted under QEMU) or `host` (this machine's own). Repeatable.
+    #[arg(long = "kernel", value_name = "VERSION", conflicts_with = "unit")]
+    pub kernels: Vec<String>,
+    /// Run the kernel matrix: every kernel `--kernel` knows.
+    #[arg(long, conflicts_with_all = ["unit", "kernels"])]
+    pub matrix: bool,
+    /// Per-VM deadline in seconds (boot, all tests, power-off).
+    #[arg(long, value_name = "SECS", default_value_t = 1500)]
+    pub vm_timeout: u64,
+    /// How QEMU runs the guests: `auto` (KVM if a probe boot works, else TCG), `kvm` or `tcg`.
+    #[arg(long, value_name = "ACCEL", default_value = "auto")]
+    pub accel: String,
     /// Extra arguments for the test harness, e.g. a test-name filter. Put them after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "EXTRA")]
     pub extra: Vec<String>,
@@ -34,7 +47,22 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs) -> Result<()> {
     let project = Project::locate();
+    let kernels: Vec<String> = if args.matrix {
+        vm::MATRIX.iter().map(|k| k.to_string()).collect()
+    } else {
+        args.kernels.clone()
+    };
+    vm::validate(&kernels)?;
     let env = setup::ensure(&project)?;
+    if !kernels.is_empty() {
+        let opts = vm::VmOptions {
+            kernels,
+            extra: args.extra,
+            timeout: std::time::Duration::from_secs(args.vm_timeout),
+            accel: args.accel,
+        };
+        return vm::run(&project, &env, &opts);
+    }
 
     let cargo = |args: &[&str]| {
         let mut cmd = Command::new(util::cargo());

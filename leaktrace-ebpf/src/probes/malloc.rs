@@ -8,7 +8,9 @@
 //! `MALLOC_SITES` is outstanding, not freed, memory. With `--malloc-sample N` only one call in N
 //! per CPU is recorded (frees of unrecorded addresses find nothing and cost one lookup).
 //! The uprobes are attached for the watched processes only (perf_event pid filter), so other
-//! processes that use the same libc do not trap.
+//! processes that use the same libc do not trap. Like the growth events, an allocation whose
+//! frame-pointer stack is not known to be right asks for a stack copy (rate-limited), so callers
+//! without frame pointers are found by CFI.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
@@ -16,12 +18,18 @@ use aya_ebpf::{
 };
 use leaktrace_common::sites::{AllocInfo, AllocKey, MallocSite, PendingAlloc, site_counter};
 
-use super::sites::{add, config, count, site_key, stack_id, upsert, watched};
-use crate::maps::{ALLOCS, MALLOC_PENDING, MALLOC_SITES, MALLOC_TICK};
+use super::{
+    sites::{add, config, count, site_key, stack_id, upsert, watched},
+    stackcopy,
+};
+use crate::{
+    error::ProbeError,
+    maps::{ALLOCS, MALLOC_PENDING, MALLOC_SITES, MALLOC_TICK},
+};
 
 /// Save `size` for this thread's return probe, one call in `malloc_sample`.
 #[inline(always)]
-fn pending(size: u64, memptr: u64) -> Result<u32, i64> {
+fn pending(ctx: &ProbeContext, size: u64, memptr: u64) -> Result<u32, i64> {
     let id = bpf_get_current_pid_tgid();
     if !watched((id >> 32) as u32) {
         return Ok(0);
@@ -40,7 +48,15 @@ fn pending(size: u64, memptr: u64) -> Result<u32, i64> {
             return Ok(0);
         }
     }
-    MALLOC_PENDING.insert(&id, &PendingAlloc { size, memptr }, 0)?;
+    MALLOC_PENDING
+        .insert(id, PendingAlloc { size, memptr }, 0)
+        .map_err(|errno| {
+            ProbeError::MapUpdate {
+                map: "MALLOC_PENDING",
+                errno,
+            }
+            .log(ctx)
+        })?;
     Ok(0)
 }
 
@@ -51,11 +67,12 @@ fn release(tgid: u32, addr: u64) {
         return;
     }
     let key = AllocKey { addr, tgid, _pad: 0 };
-    // SAFETY: the value is copied out before removal.
-    let Some(info) = (unsafe { ALLOCS.get(&key) }).copied() else {
+    // SAFETY: the entry may be changed or deleted by another CPU while referenced; it is copied
+    // at once (a plain `Copy` value), before this program removes it.
+    let Some(info) = (unsafe { ALLOCS.get(key) }).copied() else {
         return;
     };
-    let _ = ALLOCS.remove(&key);
+    let _ = ALLOCS.remove(key);
     // Freed on this CPU: subtract here (the entry may go negative; the agent sums CPUs).
     let neg = info.size.wrapping_neg();
     upsert(
@@ -77,14 +94,14 @@ fn release(tgid: u32, addr: u64) {
 
 #[uprobe]
 pub fn malloc_enter(ctx: ProbeContext) -> u32 {
-    pending(ctx.arg::<u64>(0).unwrap_or(0), 0).unwrap_or(1)
+    pending(&ctx, ctx.arg::<u64>(0).unwrap_or(0), 0).unwrap_or(1)
 }
 
 #[uprobe]
 pub fn calloc_enter(ctx: ProbeContext) -> u32 {
     let n = ctx.arg::<u64>(0).unwrap_or(0);
     let size = ctx.arg::<u64>(1).unwrap_or(0);
-    pending(n.wrapping_mul(size), 0).unwrap_or(1)
+    pending(&ctx, n.wrapping_mul(size), 0).unwrap_or(1)
 }
 
 /// realloc(ptr, size): the old block is released now, the new one recorded at return.
@@ -96,20 +113,20 @@ pub fn realloc_enter(ctx: ProbeContext) -> u32 {
         return 0;
     }
     release(tgid, ctx.arg::<u64>(0).unwrap_or(0));
-    pending(ctx.arg::<u64>(1).unwrap_or(0), 0).unwrap_or(1)
+    pending(&ctx, ctx.arg::<u64>(1).unwrap_or(0), 0).unwrap_or(1)
 }
 
 /// aligned_alloc(align, size) (also fits memalign).
 #[uprobe]
 pub fn aligned_alloc_enter(ctx: ProbeContext) -> u32 {
-    pending(ctx.arg::<u64>(1).unwrap_or(0), 0).unwrap_or(1)
+    pending(&ctx, ctx.arg::<u64>(1).unwrap_or(0), 0).unwrap_or(1)
 }
 
 /// posix_memalign(void **memptr, size_t align, size_t size): the address is read from *memptr.
 #[uprobe]
 pub fn posix_memalign_enter(ctx: ProbeContext) -> u32 {
     let memptr = ctx.arg::<u64>(0).unwrap_or(0);
-    pending(ctx.arg::<u64>(2).unwrap_or(0), memptr.max(1)).unwrap_or(1)
+    pending(&ctx, ctx.arg::<u64>(2).unwrap_or(0), memptr.max(1)).unwrap_or(1)
 }
 
 #[uprobe]
@@ -128,11 +145,12 @@ pub fn alloc_return(ctx: RetProbeContext) -> u32 {
 
 fn try_alloc_return(ctx: &RetProbeContext) -> Result<u32, i64> {
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before removal.
-    let Some(p) = (unsafe { MALLOC_PENDING.get(&id) }).copied() else {
+    // SAFETY: the entry may be changed or deleted by another CPU while referenced; it is copied
+    // at once (a plain `Copy` value), before this program removes it.
+    let Some(p) = (unsafe { MALLOC_PENDING.get(id) }).copied() else {
         return Ok(0);
     };
-    let _ = MALLOC_PENDING.remove(&id);
+    let _ = MALLOC_PENDING.remove(id);
     let ret: u64 = ctx.ret();
     let addr = if p.memptr != 0 {
         // posix_memalign: 0 = success, the block is in *memptr.
@@ -154,8 +172,8 @@ fn try_alloc_return(ctx: &RetProbeContext) -> Result<u32, i64> {
     let key = AllocKey { addr, tgid, _pad: 0 };
     if ALLOCS
         .insert(
-            &key,
-            &AllocInfo {
+            key,
+            AllocInfo {
                 size: p.size,
                 stack_id: stack,
                 _pad: 0,
@@ -180,5 +198,7 @@ fn try_alloc_return(ctx: &RetProbeContext) -> Result<u32, i64> {
             }
         },
     );
+    // Last: it may end in a tail call to the stack copy.
+    stackcopy::request(ctx, tgid, stack, size, 0);
     Ok(0)
 }

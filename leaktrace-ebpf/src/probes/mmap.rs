@@ -6,12 +6,16 @@
 //!   syscalls:sys_enter_brk    brk@16
 //!   syscalls:sys_enter_mremap addr@16 old_len@24 new_len@32 flags@40 new_addr@48
 //!   syscalls:sys_exit_*       ret@16 (long)
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::tracepoint,
+    programs::{TracePointContext, tracing::StackIdContext},
+};
 use leaktrace_common::{BrkEvent, EventKind, MmapEvent, MremapEvent, MunmapEvent, PendingCall};
 
-use super::sites;
+use super::{sites, stackcopy::CopyJump};
 use crate::{
     emit::{header, output, pid_tgid, read},
+    error::ProbeError,
     maps::{BRK_LAST, PENDING, off},
 };
 
@@ -24,14 +28,16 @@ fn ok_addr(ret: i64) -> bool {
 }
 
 #[inline(always)]
-fn save(kind: EventKind, args: [u64; 6]) -> Result<u32, i64> {
+fn save(ctx: &TracePointContext, kind: EventKind, args: [u64; 6]) -> Result<u32, i64> {
     let key = aya_ebpf::helpers::bpf_get_current_pid_tgid();
     let call = PendingCall {
         kind: kind as u32,
         _pad: 0,
         args,
     };
-    PENDING.insert(&key, &call, 0)?;
+    PENDING
+        .insert(key, call, 0)
+        .map_err(|errno| ProbeError::MapUpdate { map: "PENDING", errno }.log(ctx))?;
     Ok(0)
 }
 
@@ -39,9 +45,10 @@ fn save(kind: EventKind, args: [u64; 6]) -> Result<u32, i64> {
 #[inline(always)]
 fn take(ctx: &TracePointContext, kind: EventKind) -> Option<([u64; 6], i64)> {
     let key = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let call = unsafe { PENDING.get(&key) }.copied();
-    let _ = PENDING.remove(&key);
+    // SAFETY: the entry may be changed or deleted by another CPU while referenced; it is copied
+    // at once (a plain `Copy` struct), before this program removes it.
+    let call = unsafe { PENDING.get(key) }.copied();
+    let _ = PENDING.remove(key);
     let call = call?;
     if call.kind != kind as u32 {
         return None;
@@ -56,6 +63,7 @@ pub fn mmap_enter(ctx: TracePointContext) -> u32 {
 
 fn try_mmap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
     save(
+        ctx,
         EventKind::Mmap,
         [
             read(ctx, off!(mmap_addr)),
@@ -77,10 +85,14 @@ fn try_mmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some((a, ret)) = take(ctx, EventKind::Mmap) else {
         return Ok(0);
     };
-    // Growth for allocation sites: anonymous, accessible mappings (not PROT_NONE reservations).
-    if ok_addr(ret) && a[3] & MAP_ANONYMOUS != 0 && a[2] != 0 {
-        sites::record(ctx, pid_tgid().0, a[1]);
-    }
+    emit_mmap(ctx, a, ret);
+    Ok(0)
+}
+
+/// One `mmap` event from the call's arguments (`addr len prot flags fd off`) and its result;
+/// shared by the tracepoint and the fexit path.
+#[inline(always)]
+pub fn emit_mmap<C: StackIdContext + CopyJump>(ctx: &C, a: [u64; 6], ret: i64) {
     output(
         EventKind::Mmap,
         MmapEvent {
@@ -94,7 +106,11 @@ fn try_mmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             ret,
         },
     );
-    Ok(0)
+    // Growth for allocation sites: anonymous, accessible mappings (not PROT_NONE reservations).
+    // Last: it may end in a tail call to the stack copy.
+    if ok_addr(ret) && a[3] & MAP_ANONYMOUS != 0 && a[2] != 0 {
+        sites::record(ctx, pid_tgid().0, a[1]);
+    }
 }
 
 #[tracepoint]
@@ -104,6 +120,7 @@ pub fn munmap_enter(ctx: TracePointContext) -> u32 {
 
 fn try_munmap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
     save(
+        ctx,
         EventKind::Munmap,
         [read(ctx, off!(munmap_addr)), read(ctx, off!(munmap_len)), 0, 0, 0, 0],
     )
@@ -118,6 +135,13 @@ fn try_munmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some((a, ret)) = take(ctx, EventKind::Munmap) else {
         return Ok(0);
     };
+    emit_munmap(a, ret);
+    Ok(0)
+}
+
+/// One `munmap` event (`addr len`).
+#[inline(always)]
+pub fn emit_munmap(a: [u64; 6], ret: i64) {
     output(
         EventKind::Munmap,
         MunmapEvent {
@@ -127,7 +151,6 @@ fn try_munmap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             ret,
         },
     );
-    Ok(0)
 }
 
 #[tracepoint]
@@ -136,7 +159,7 @@ pub fn brk_enter(ctx: TracePointContext) -> u32 {
 }
 
 fn try_brk_enter(ctx: &TracePointContext) -> Result<u32, i64> {
-    save(EventKind::Brk, [read(ctx, off!(brk_brk)), 0, 0, 0, 0, 0])
+    save(ctx, EventKind::Brk, [read(ctx, off!(brk_brk)), 0, 0, 0, 0, 0])
 }
 
 #[tracepoint]
@@ -148,16 +171,22 @@ fn try_brk_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some((a, ret)) = take(ctx, EventKind::Brk) else {
         return Ok(0);
     };
+    emit_brk(ctx, a, ret);
+    Ok(0)
+}
+
+/// One `brk` event (`brk` requested), with the break before it as last seen for the process.
+#[inline(always)]
+pub fn emit_brk<C: StackIdContext + CopyJump>(ctx: &C, a: [u64; 6], ret: i64) {
     let hdr = header(EventKind::Brk);
-    // SAFETY: the value is copied out.
-    let old = unsafe { BRK_LAST.get(&hdr.pid) }.copied();
+    // SAFETY: the entry may be changed or deleted by another CPU while referenced; it is copied
+    // at once (a `u64`).
+    let old = unsafe { BRK_LAST.get(hdr.pid) }.copied();
     let new_brk = ret as u64;
-    let _ = BRK_LAST.insert(&hdr.pid, &new_brk, 0);
-    if let Some(o) = old
-        && new_brk > o
-    {
-        sites::record(ctx, hdr.pid, new_brk - o);
+    if let Err(errno) = BRK_LAST.insert(hdr.pid, new_brk, 0) {
+        ProbeError::MapUpdate { map: "BRK_LAST", errno }.log(ctx);
     }
+    let tgid = hdr.pid;
     output(
         EventKind::Brk,
         BrkEvent {
@@ -169,7 +198,12 @@ fn try_brk_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             _pad: 0,
         },
     );
-    Ok(0)
+    // Last: it may end in a tail call to the stack copy.
+    if let Some(o) = old
+        && new_brk > o
+    {
+        sites::record(ctx, tgid, new_brk - o);
+    }
 }
 
 #[tracepoint]
@@ -179,6 +213,7 @@ pub fn mremap_enter(ctx: TracePointContext) -> u32 {
 
 fn try_mremap_enter(ctx: &TracePointContext) -> Result<u32, i64> {
     save(
+        ctx,
         EventKind::Mremap,
         [
             read(ctx, off!(mremap_addr)),
@@ -200,9 +235,13 @@ fn try_mremap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some((a, ret)) = take(ctx, EventKind::Mremap) else {
         return Ok(0);
     };
-    if ok_addr(ret) && a[2] > a[1] {
-        sites::record(ctx, pid_tgid().0, a[2] - a[1]);
-    }
+    emit_mremap(ctx, a, ret);
+    Ok(0)
+}
+
+/// One `mremap` event (`addr old_len new_len flags new_addr`).
+#[inline(always)]
+pub fn emit_mremap<C: StackIdContext + CopyJump>(ctx: &C, a: [u64; 6], ret: i64) {
     output(
         EventKind::Mremap,
         MremapEvent {
@@ -215,5 +254,8 @@ fn try_mremap_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             ret,
         },
     );
-    Ok(0)
+    // Last: it may end in a tail call to the stack copy.
+    if ok_addr(ret) && a[2] > a[1] {
+        sites::record(ctx, pid_tgid().0, a[2] - a[1]);
+    }
 }

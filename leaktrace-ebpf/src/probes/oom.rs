@@ -12,6 +12,7 @@ use leaktrace_common::{EventKind, Field, OomKillEvent, oom_field};
 
 use crate::{
     emit::{header, read, reserve, submit},
+    error::ProbeError,
     maps::off,
 };
 
@@ -55,8 +56,15 @@ fn try_mark_victim(ctx: &TracePointContext) -> Result<u32, i64> {
                 comm.offset as u32
             };
             let src = (ctx.as_ptr() as *const u8).add(at as usize);
-            if bpf_probe_read_kernel_str_bytes(src, &mut (*ptr).victim_comm).is_ok() {
-                present |= oom_field::COMM;
+            match bpf_probe_read_kernel_str_bytes(src, &mut (*ptr).victim_comm) {
+                Ok(_) => present |= oom_field::COMM,
+                Err(errno) => {
+                    ProbeError::Layout {
+                        field: "mark_victim.comm",
+                        errno,
+                    }
+                    .log(ctx);
+                }
             }
         }
         (*ptr).present = present;

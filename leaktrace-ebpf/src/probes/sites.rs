@@ -18,10 +18,11 @@ use aya_ebpf::{
     helpers::bpf_get_smp_processor_id,
     macros::perf_event,
     maps::HashMap,
-    programs::{PerfEventContext, RawTracePointContext, tracing::StackIdContext},
+    programs::{PerfEventContext, tracing::StackIdContext},
 };
 use leaktrace_common::sites::{NO_STACK, SiteKey, SiteValue, SitesConfig, site_counter};
 
+use super::stackcopy::{self, CopyJump};
 use crate::{
     emit::pid_tgid,
     maps::{FAULT_TICK, SITE_COUNTERS, SITES, SITES_CONFIG, SITES_WATCHED, STACKS},
@@ -43,8 +44,9 @@ pub fn watched(tgid: u32) -> bool {
     if cfg.enabled == 0 || tgid == 0 {
         return false;
     }
-    // SAFETY: only the presence of the entry is used.
-    cfg.all != 0 || unsafe { SITES_WATCHED.get(&tgid) }.is_some()
+    // SAFETY: the reference is only tested for presence, never read, so a concurrent update or
+    // delete of the entry cannot be observed half-done.
+    cfg.all != 0 || unsafe { SITES_WATCHED.get(tgid) }.is_some()
 }
 
 #[inline(always)]
@@ -65,10 +67,10 @@ pub fn add(p: *mut u64, v: u64) {
 /// The `SITES` / `MALLOC_SITES` key of this CPU.
 #[inline(always)]
 pub fn site_key(tgid: u32, stack_id: u32) -> SiteKey {
-    // SAFETY: helper without preconditions.
     SiteKey {
         tgid,
         stack_id,
+        // SAFETY: a BPF helper without arguments or preconditions.
         cpu: unsafe { bpf_get_smp_processor_id() },
         _pad: 0,
     }
@@ -108,9 +110,12 @@ pub fn upsert<V: Copy + 'static>(map: &HashMap<SiteKey, V>, key: &SiteKey, init:
     }
 }
 
+/// Add the event to its frame-pointer stack's entry, then ask for a stack copy (a tail call: this
+/// must be the caller's last action).
 #[inline(always)]
-fn record_as<C: StackIdContext>(ctx: &C, tgid: u32, grown: u64, fault: u64) {
-    let key = site_key(tgid, stack_id(ctx));
+fn record_as<C: StackIdContext + CopyJump>(ctx: &C, tgid: u32, grown: u64, fault: u64) {
+    let id = stack_id(ctx);
+    let key = site_key(tgid, id);
     let init = SiteValue {
         grown_bytes: grown,
         fault_bytes: fault,
@@ -128,21 +133,22 @@ fn record_as<C: StackIdContext>(ctx: &C, tgid: u32, grown: u64, fault: u64) {
             add(&raw mut (*v).events, 1);
         }
     });
+    stackcopy::request(ctx, tgid, id, grown, fault);
 }
 
-/// `bytes` grown by a brk / mmap / mremap of process `tgid`, called at the syscall's exit.
+/// `bytes` grown by a brk / mmap / mremap of process `tgid`, called last at the syscall's exit.
 #[inline(always)]
-pub fn record<C: StackIdContext>(ctx: &C, tgid: u32, bytes: u64) {
+pub fn record<C: StackIdContext + CopyJump>(ctx: &C, tgid: u32, bytes: u64) {
     if bytes == 0 || !watched(tgid) {
         return;
     }
     record_as(ctx, tgid, bytes, 0);
 }
 
-/// Called by `rss_stat` at every RSS change (each page fault is one): every Nth on this CPU, a
-/// stack for a watched process. Before the check, one per-CPU increment.
+/// Called last by `rss_stat` at every RSS change (each page fault is one): every Nth on this CPU,
+/// a stack for a watched process. Before the check, one per-CPU increment.
 #[inline(always)]
-pub fn fault_tick(ctx: &RawTracePointContext, tgid: u32) {
+pub fn fault_tick<C: StackIdContext + CopyJump>(ctx: &C, tgid: u32) {
     let cfg = config();
     if cfg.enabled == 0 || cfg.rss_every == 0 {
         return;

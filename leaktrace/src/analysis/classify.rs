@@ -141,6 +141,22 @@ pub struct Verdict {
     pub samples: usize,
     /// Time from the first to the last sample, seconds.
     pub span_secs: f64,
+    /// The longest horizon (seconds, ending now) over which the floor is still growing with
+    /// leak-level confidence; 0 when none is. How long the leak evidence has been building.
+    pub growth_secs: f64,
+    /// Floor growth over that horizon, bytes.
+    pub floor_growth_bytes: f64,
+    /// On that horizon, the floor's slope over its last third (by time, however long the waits
+    /// between steps) over the horizon's slope: ≈ 1 for steady growth, → 0 for a warm-up
+    /// levelling off.
+    pub recent_ratio: f64,
+    /// Falls of at least one swing seen over the whole series (collections, tides).
+    pub falls: usize,
+    /// Major falls: those of at least a quarter of the series' whole range (a major
+    /// collection of a garbage-collected heap, not a young generation's scavenge).
+    pub major_falls: usize,
+    /// Slope of the bottoms of the major falls, B/s (see `Swings`).
+    pub major_trough_slope: f64,
 }
 
 /// Tuning of [`classify`]. Every field has a sensible default.
@@ -213,6 +229,27 @@ impl Default for ClassifierConfig {
 /// A point of the series: (seconds since the first sample, bytes).
 type Pt = (f64, f64);
 
+thread_local! {
+    /// When set, each horizon's evidence is written here (see [`explain`]).
+    static EXPLAIN: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`classify`], and one line per horizon on the evidence it weighed (`analyze --explain`).
+pub fn explain(samples: &[Sample], cfg: &ClassifierConfig) -> (Verdict, Vec<String>) {
+    EXPLAIN.with(|e| *e.borrow_mut() = Some(Vec::new()));
+    let v = classify(samples, cfg);
+    let lines = EXPLAIN.with(|e| e.borrow_mut().take()).unwrap_or_default();
+    (v, lines)
+}
+
+fn note(f: impl FnOnce() -> String) {
+    EXPLAIN.with(|e| {
+        if let Some(v) = e.borrow_mut().as_mut() {
+            v.push(f());
+        }
+    });
+}
+
 /// Classify one process's RSS series. Never panics; O(n + m² log m) with
 /// `m <= max_floor_points`.
 pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
@@ -229,6 +266,12 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
         growth_bytes_per_sec: 0.0,
         samples: n,
         span_secs: span,
+        growth_secs: 0.0,
+        floor_growth_bytes: 0.0,
+        recent_ratio: 0.0,
+        falls: 0,
+        major_falls: 0,
+        major_trough_slope: 0.0,
     };
     if n < 3 || span.is_nan() || span <= 0.0 {
         return insufficient;
@@ -249,14 +292,22 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
     // 3. Trend on horizons ending now.
     let full = eval_horizon(&pts, &floor, span, &Shape { w, swing }, &p);
     let mut best: Option<TrendEval> = full.filter(|e| e.still_growing);
+    // The longest horizon still growing with leak-level confidence: (seconds, growth).
+    let mut longest = full
+        .filter(|e| e.still_growing && e.conf >= p.leak_conf)
+        .map(|e| (span, e.growth, e.third_slope / e.slope));
     let mut h = span / 2.0;
     let mut guard = 0;
     while h >= p.min_span && guard < 16 {
         if let Some(e) = eval_horizon(&pts, &floor, h, &Shape { w, swing }, &p)
             && e.still_growing
-            && best.is_none_or(|b| e.conf > b.conf)
         {
-            best = Some(e);
+            if best.is_none_or(|b| e.conf > b.conf) {
+                best = Some(e);
+            }
+            if longest.is_none() && e.conf >= p.leak_conf {
+                longest = Some((h, e.growth, e.third_slope / e.slope));
+            }
         }
         h /= 2.0;
         guard += 1;
@@ -264,7 +315,16 @@ pub fn classify(samples: &[Sample], cfg: &ClassifierConfig) -> Verdict {
 
     let mountain_label = p.leak_conf.min(0.5);
     if let Some(e) = best.filter(|e| e.conf >= mountain_label) {
-        return verdict(Pattern::Mountain, e.conf, e.slope, n, span, p.leak_conf);
+        let mut v = verdict(Pattern::Mountain, e.conf, e.slope, n, span, p.leak_conf);
+        if let Some((secs, growth, ratio)) = longest {
+            v.growth_secs = secs;
+            v.floor_growth_bytes = growth;
+            v.recent_ratio = if ratio.is_finite() { ratio } else { 0.0 };
+        }
+        v.falls = sw.falls;
+        v.major_falls = sw.major_falls;
+        v.major_trough_slope = sw.major_trough_slope;
+        return v;
     }
 
     // 4. Plateau: the floor rose enough and is no longer rising.
@@ -339,6 +399,12 @@ fn verdict(pattern: Pattern, confidence: f64, growth: f64, samples: usize, span:
         growth_bytes_per_sec: if growth.is_finite() { growth } else { 0.0 },
         samples,
         span_secs: span,
+        growth_secs: 0.0,
+        floor_growth_bytes: 0.0,
+        recent_ratio: 0.0,
+        falls: 0,
+        major_falls: 0,
+        major_trough_slope: 0.0,
     }
 }
 
@@ -468,6 +534,11 @@ struct Swings {
     cycle_complete: bool,
     /// Median fall size, bytes.
     median_fall: f64,
+    /// Falls of at least a quarter of the series' range.
+    major_falls: usize,
+    /// Slope between the bottoms of the last two major falls, B/s (0 with fewer than two): for a
+    /// collected heap, the level each major collection gets back to.
+    major_trough_slope: f64,
 }
 
 /// Zig-zag filter: pivots alternate and are at least `d` apart in value.
@@ -527,6 +598,7 @@ fn swings(pts: &[Pt], d: f64) -> Swings {
     };
     // Each fall: from its peak to the next trough (or the current low).
     let mut falls: Vec<f64> = Vec::with_capacity(peaks.len());
+    let mut bottoms: Vec<usize> = Vec::with_capacity(peaks.len());
     let mut ti = 0;
     for &pk in &peaks {
         while ti < troughs.len() && troughs[ti] <= pk {
@@ -538,10 +610,27 @@ fn swings(pts: &[Pt], d: f64) -> Swings {
             None => pk,
         };
         falls.push(pts[pk].1 - pts[bottom].1);
+        bottoms.push(bottom);
     }
+    let (lo, hi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), q| {
+        (lo.min(q.1), hi.max(q.1))
+    });
+    let majors: Vec<usize> = bottoms
+        .iter()
+        .zip(&falls)
+        .filter(|(_, f)| **f >= (hi - lo) / 4.0)
+        .map(|(b, _)| *b)
+        .collect();
+    // The last two: a warm-up before them does not count.
+    let major_trough_slope = match majors.as_slice() {
+        [.., a, b] if pts[*b].0 > pts[*a].0 => (pts[*b].1 - pts[*a].1) / (pts[*b].0 - pts[*a].0),
+        _ => 0.0,
+    };
     Swings {
         falls: peaks.len(),
         cycle_complete,
+        major_falls: majors.len(),
+        major_trough_slope,
         median_fall: median(&mut falls),
     }
 }
@@ -555,11 +644,15 @@ fn swings(pts: &[Pt], d: f64) -> Swings {
 /// as a safety margin. Returns `(W, floor points)`.
 fn choose_floor(pts: &[Pt], span: f64, d: f64, p: &Params) -> (f64, Vec<Pt>) {
     let w_floor = p.w_min.max(2.0 * span / p.max_pts as f64);
-    let w_top = p.w_max.max(w_floor);
+    // Never so wide that fewer than a dozen floor points are left to judge a trend on.
+    let w_top = p.w_max.min(span / MIN_WINDOWS).max(w_floor);
     let mut w = w_floor;
     let mut widened = false;
     loop {
         let floor = floor_points(pts, w, w / 2.0);
+        // The troughs themselves vary (a tide does not always fall to the same depth): a spike
+        // must stand out of that variation too, not only of one swing.
+        let d = d.max(SPIKE_MADS * mad_of_steps(&floor));
         if !has_spike(&floor, d) || w >= w_top {
             if widened && w < w_top {
                 let w2 = (w * LADDER).min(w_top);
@@ -574,6 +667,23 @@ fn choose_floor(pts: &[Pt], span: f64, d: f64, p: &Params) -> (f64, Vec<Pt>) {
 
 /// Ratio between successive candidate floor windows.
 const LADDER: f64 = 1.25;
+
+/// The floor window is at most the span over this (a dozen floor points at a stride of W/2).
+const MIN_WINDOWS: f64 = 6.0;
+
+/// A floor spike stands this many median absolute deviations (of the floor's steps) out.
+const SPIKE_MADS: f64 = 3.0;
+
+/// Median absolute deviation of the steps between consecutive floor points (0 with < 3 points).
+fn mad_of_steps(f: &[Pt]) -> f64 {
+    if f.len() < 3 {
+        return 0.0;
+    }
+    let mut d: Vec<f64> = f.windows(2).map(|q| q[1].1 - q[0].1).collect();
+    let m = median(&mut d);
+    let mut dev: Vec<f64> = d.iter().map(|x| (x - m).abs()).collect();
+    median(&mut dev)
+}
 
 fn has_spike(f: &[Pt], d: f64) -> bool {
     if f.len() < 3 {
@@ -636,6 +746,10 @@ struct TrendEval {
     slope: f64,
     recent_slope: f64,
     still_growing: bool,
+    /// Floor growth over the horizon, bytes.
+    growth: f64,
+    /// Slope of the floor over the horizon's last third, whatever the waits between steps.
+    third_slope: f64,
 }
 
 /// Trend of the floor over the last `h` seconds.
@@ -661,8 +775,10 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, sh: &Shape, p: &Params) -> Opt
     let pval = mann_kendall_p(f);
     // Growth spread over several floor rises, not one jump (a step, or the
     // still-unconfirmed high phase of a tide at the end of the series). The
-    // first rise is left out: it often holds the process start-up.
-    let max_jump = f[1..].windows(2).map(|q| q[1].1 - q[0].1).fold(0.0f64, f64::max);
+    // rises are those of the floor's monotone (isotonic) fit, so that noise
+    // in the troughs — up one point, down the next — does not count as a
+    // step. The first point is left out: it often holds the process start-up.
+    let max_jump = isotonic(&f[1..]).windows(2).map(|q| q[1] - q[0]).fold(0.0f64, f64::max);
     let steps = if max_jump > 0.0 { growth / max_jump } else { 0.0 };
 
     let sig = if p.alpha > 0.0 {
@@ -699,6 +815,22 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, sh: &Shape, p: &Params) -> Opt
     let rec_from = f.partition_point(|q| q.0 < t_last - recent);
     let rec = &f[rec_from.min(f.len() - 3)..];
     let recent_slope = theil_sen(rec).map_or(0.0, |r| r.0);
+    // The growth of the last third against the whole horizon's, from the floor's levels (the
+    // median of three floor points) at the start, at two thirds and at the end: Theil–Sen would
+    // treat a warm-up's ramp as outliers and see a slow creep after it as the whole trend.
+    let level = |i: usize| {
+        let lo = i.saturating_sub(1).min(f.len() - 3);
+        let mut v = [f[lo].1, f[lo + 1].1, f[lo + 2].1];
+        median(&mut v)
+    };
+    let third_from = f.partition_point(|q| q.0 < t_last - (t_last - t_first) / 3.0);
+    let (l0, l2, l3) = (level(0), level(third_from), level(f.len() - 1));
+    let third_slope = if l3 > l0 && t_last > t_first {
+        // Expressed as a slope that equals the horizon's for steady growth.
+        ((l3 - l2).max(0.0) / (l3 - l0)) * 3.0 * slope
+    } else {
+        0.0
+    };
     // The floor lags the samples by up to W. If at the horizon's rate the
     // last max(W, h/4, 1.5 step waits) seconds should have grown by two
     // swings, yet the raw samples stayed within one swing, growth has
@@ -716,12 +848,45 @@ fn eval_horizon(pts: &[Pt], floor: &[Pt], h: f64, sh: &Shape, p: &Params) -> Opt
     let stalled = slope * tail >= 2.0 * sh.swing && tail_range < sh.swing;
     let still_growing =
         slope > 0.0 && recent_slope > 0.0 && recent_slope >= p.min_rate.max(p.decel * slope) && !stalled;
+    note(|| {
+        format!(
+            "    h {h:6.0}s W {:5.1}s pts {:3} slope {slope:9.0} p {pval:.1e} growth {:6.1}MiB rel {:5.2} steps {steps:5.2} recent {recent_slope:9.0} stalled {stalled} -> conf {conf:.2} growing {still_growing}",
+            sh.w,
+            f.len(),
+            growth / 1048576.0,
+            growth / base
+        )
+    });
     Some(TrendEval {
         conf,
         slope,
         recent_slope,
         still_growing,
+        growth,
+        third_slope,
     })
+}
+
+/// Isotonic (non-decreasing) least-squares fit of the values, by pool-adjacent-violators.
+fn isotonic(pts: &[Pt]) -> Vec<f64> {
+    // Blocks of (mean, count).
+    let mut blocks: Vec<(f64, usize)> = Vec::with_capacity(pts.len());
+    for q in pts {
+        let mut cur = (q.1, 1usize);
+        while let Some(&(m, n)) = blocks.last() {
+            if m <= cur.0 {
+                break;
+            }
+            blocks.pop();
+            let total = n + cur.1;
+            cur = ((m * n as f64 + cur.0 * cur.1 as f64) / total as f64, total);
+        }
+        blocks.push(cur);
+    }
+    blocks
+        .into_iter()
+        .flat_map(|(m, n)| std::iter::repeat_n(m, n))
+        .collect()
 }
 
 /// Theil–Sen estimator: (median pairwise slope, median intercept).

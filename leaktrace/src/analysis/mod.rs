@@ -1,11 +1,13 @@
-//! Pure analysis of RSS timelines: pattern classification
-//! ([`mod@classify`]) and time-to-limit prediction ([`predict`]).
+//! Pure analysis of memory timelines: pattern classification ([`mod@classify`]), time-to-limit
+//! prediction ([`predict`]) and scoring a run against the truth ([`score`]).
 
+pub mod alarm;
+pub mod caps;
 pub mod classify;
+pub mod host;
+pub mod memcg_binding;
 pub mod predict;
-
-// Convenience re-exports; the agent may use either path.
-#[allow(unused_imports)]
-pub use classify::{ClassifierConfig, Pattern, Sample, Verdict, classify};
-#[allow(unused_imports)]
-pub use predict::{Limit, LimitKind, binding_limit, eta_secs};
+pub mod resources;
+pub mod runs;
+pub mod score;
+pub mod work;

@@ -16,6 +16,9 @@ pub enum LimitKind {
     Memcg,
     /// The whole host.
     Host,
+    /// A JVM's heap (`-Xmx`): it throws OutOfMemoryError when that is full (no kernel involved).
+    #[serde(rename = "java_heap")]
+    JavaHeap,
 }
 
 /// A memory limit and the usage counted against it.

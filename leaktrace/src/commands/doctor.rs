@@ -3,10 +3,7 @@ use std::{path::Path, process::ExitCode};
 
 use serde_json::json;
 
-use crate::{
-    cli::DoctorArgs,
-    probes::{self, Check, LoadOptions, Status},
-};
+use crate::probes::{self, Check, LoadOptions, Status};
 
 fn line(c: &Check, as_json: bool) {
     if as_json {
@@ -19,7 +16,7 @@ fn line(c: &Check, as_json: bool) {
     }
 }
 
-pub fn run(args: DoctorArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+pub fn run(json: bool, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
     let mut checks = Vec::new();
     let privs = probes::privileges::check();
     checks.push(Check {
@@ -68,7 +65,11 @@ pub fn run(args: DoctorArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
                 });
                 can_run &= rb;
                 can_run &= p.checks.iter().all(|c| c.status != Status::Missing);
-                checks.extend(p.checks.drain(..));
+                let usdt = crate::runtimes::probes::available(&p);
+                checks.append(&mut p.checks);
+                // Managed runtimes running now, and whether their collector probes can be followed
+                // (informational: never a reason the agent cannot run).
+                checks.extend(crate::runtimes::probes::doctor_checks(usdt));
             }
             Err(e) => {
                 can_run = false;
@@ -87,15 +88,15 @@ pub fn run(args: DoctorArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
         });
     }
     for c in &checks {
-        line(c, args.json);
+        line(c, json);
     }
     if can_run {
-        if !args.json {
+        if !json {
             println!("leaktrace can run here.");
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        if !args.json {
+        if !json {
             println!("leaktrace cannot run here: see the `missing` lines above.");
         }
         Ok(ExitCode::from(crate::cli::exit::ERROR))

@@ -1,5 +1,9 @@
-//! One file per subcommand; each wires probes → events → state → analysis → sinks.
+//! One file per subcommand; each wires the stages (probes → events → monitor → sinks) for its
+//! job, with no logic of its own beyond that. Settings come validated from `cli::settings`.
+mod analyze;
 mod doctor;
+mod heap;
+mod host;
 mod oom;
 mod report;
 mod run;
@@ -8,66 +12,30 @@ mod top;
 mod trace;
 mod watch;
 
-use std::{path::Path, process::ExitCode};
+use std::process::ExitCode;
 
-use crate::{
-    cli::{Cli, Command},
-    probes::{self, LoadOptions, Probes},
-};
-
-/// A bad argument found after parsing (e.g. a pid that does not exist): exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+use crate::cli::{Cli, Command, UsageError, settings};
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    // Syscall probes cost every syscall on the host something: on for the commands that look at
-    // one process or at the raw stream, off for the host agent unless asked.
-    let opts = LoadOptions {
-        pretend_missing: cli.pretend_missing,
-        syscalls: true,
-        sites: None,
-    };
+    let pm = &cli.pretend_missing;
     match cli.command {
-        Command::Trace(a) => trace::run(a, &opts).await,
-        Command::Run(a) => {
-            let sites = a
-                .stacks
-                .options(a.pids.is_empty() && a.comms.is_empty())
-                .map_err(UsageError)?;
-            let opts = LoadOptions {
-                syscalls: a.syscalls,
-                sites,
-                ..opts
-            };
-            run::run(a, &opts).await
+        Command::Trace(a) => trace::run(settings::Trace::new(a, pm)?).await,
+        Command::Run(a) if a.print_config => {
+            print!("{}", crate::cli::config::to_toml(&a));
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Watch(a) => {
-            let opts = LoadOptions {
-                sites: Some(a.malloc.options(&a.faults)),
-                ..opts
-            };
-            watch::run(a, &opts).await
-        }
-        Command::Sites(a) => {
-            let opts = LoadOptions {
-                sites: Some(a.malloc.options(&a.faults)),
-                ..opts
-            };
-            sites::run(a, &opts).await
-        }
-        Command::Doctor(a) => doctor::run(a, &opts),
+        Command::Run(a) => run::run(settings::Run::new(a, pm)?).await,
+        Command::Watch(a) => watch::run(settings::Watch::new(a, pm)?).await,
+        Command::Sites(a) => sites::run(settings::Sites::new(a, pm)?).await,
+        Command::Top(a) => top::run(settings::Top::new(a, pm)?).await,
+        Command::Doctor(a) => doctor::run(a.json, &settings::doctor_load(pm)),
         Command::Oom(a) => oom::run(a),
         Command::Report(a) => report::run(a),
-        Command::Top(a) => {
-            top::run(
-                a,
-                &LoadOptions {
-                    syscalls: false,
-                    ..opts
-                },
-            )
-            .await
+        Command::Heap(a) => heap::run(settings::Heap::new(a)?).await,
+        Command::Host(a) => host::run(a),
+        Command::Analyze(a) => {
+            let now_ms = i64::try_from(crate::util::unix_ms()).unwrap_or(i64::MAX);
+            analyze::run(settings::Analyze::new(a, now_ms, |k| std::env::var(k).ok())?)
         }
         Command::Completions(a) => crate::cli::completions(a.shell)
             .map(|()| ExitCode::SUCCESS)
@@ -77,22 +45,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             false => Err(UsageError(format!("no subcommand `{}`", a.subcommand.unwrap_or_default())).into()),
         },
     }
-}
-
-/// Every pid must name a live process.
-pub fn check_pids(pids: &[u32]) -> Result<(), UsageError> {
-    for pid in pids {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(UsageError(format!("no process with pid {pid}")));
-        }
-    }
-    Ok(())
-}
-
-/// Privileges first (with a message naming what is missing), then load and attach everything.
-pub fn start_probes(opts: &LoadOptions) -> anyhow::Result<Probes> {
-    probes::privileges::check().map_err(anyhow::Error::msg)?;
-    probes::load(opts, true)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
@@ -115,5 +67,13 @@ async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves at the deadline, or never.
+pub async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

@@ -2,10 +2,8 @@
 //! reports in the report directory, and the kernel log (`/dev/kmsg`) for kills leaktrace did not
 //! report (it was not running, or the kill predates it). Read-only.
 use std::{
-    fs,
     path::{Path, PathBuf},
     process::ExitCode,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
@@ -23,7 +21,7 @@ use crate::{
         container,
         kmsg::{self, KernelOomKill, OomScope},
     },
-    util::bytes,
+    util::{bytes, unix_ms},
 };
 
 /// A report and a kernel log line further apart than this are different kills.
@@ -228,21 +226,10 @@ fn merge(
     entries
 }
 
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Wall-clock time of boot: now − `/proc/uptime`. Kernel log timestamps count from there.
 fn boot_unix_ms(now_ms: u64) -> anyhow::Result<u64> {
-    let text = fs::read_to_string("/proc/uptime").context("reading /proc/uptime")?;
-    let first = text.split_whitespace().next().unwrap_or("");
-    let up: f64 = first
-        .parse()
-        .with_context(|| format!("/proc/uptime: bad uptime {first:?}"))?;
-    anyhow::ensure!(up.is_finite() && up >= 0.0, "/proc/uptime: bad uptime {first:?}");
-    Ok(now_ms.saturating_sub((up * 1000.0) as u64))
+    let up = crate::sys::proc::read_uptime().context("reading /proc/uptime")?;
+    Ok(now_ms.saturating_sub(up.as_millis() as u64))
 }
 
 /// The kernel's OOM kills and a boot time to place them, or why they cannot be had.
@@ -260,7 +247,7 @@ fn kernel_kills(now_ms: u64) -> Result<(Vec<KernelOomKill>, u64), String> {
 }
 
 pub fn run(args: OomArgs) -> anyhow::Result<ExitCode> {
-    let now = now_unix_ms();
+    let now = unix_ms();
     let since = args.since.map(|d| now.saturating_sub(d.as_millis() as u64));
     let store = ReportStore::at(&args.report_dir);
     let reports = store.list();
@@ -279,7 +266,7 @@ pub fn run(args: OomArgs) -> anyhow::Result<ExitCode> {
     };
     let entries = merge(reports, kernel, boot, since);
 
-    let mut out = Out::new();
+    let mut out = Out::new(args.json);
     if entries.is_empty() && !args.json {
         let when = since.map(|t| format!(" since {} UTC", utc(t))).unwrap_or_default();
         let log = if boot.is_some() { " and the kernel log" } else { "" };
@@ -469,7 +456,7 @@ mod tests {
         let Command::Oom(a) = c.command else { panic!() };
         assert_eq!(a.since, Some(std::time::Duration::from_secs(7200)));
         assert!(a.json);
-        assert_eq!(a.report_dir, PathBuf::from(crate::report::store::DEFAULT_DIR));
+        assert_eq!(a.report_dir, PathBuf::from(crate::cli::DEFAULT_REPORT_DIR));
         let c = Cli::try_parse_from(["leaktrace", "oom", "--report-dir", "/tmp/x"]).unwrap();
         let Command::Oom(a) = c.command else { panic!() };
         assert_eq!((a.report_dir, a.since, a.json), (PathBuf::from("/tmp/x"), None, false));
@@ -483,7 +470,7 @@ mod tests {
 
     #[test]
     fn boot_time_is_in_the_past() {
-        let now = now_unix_ms();
+        let now = unix_ms();
         let boot = boot_unix_ms(now).unwrap();
         assert!(boot <= now && boot > 0);
     }

@@ -17,7 +17,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("{}\nReport file: {}", render(&report).trim_end(), path.display())
     };
-    let mut out = Out::new();
+    let mut out = Out::new(args.json);
     for l in text.lines() {
         out.line(l).context("writing to stdout")?;
         if !out.is_open() {
@@ -36,8 +36,9 @@ mod tests {
 
     use super::*;
     use crate::{
+        cli::DEFAULT_REPORT_DIR,
         cli::{Cli, Command},
-        report::{render::tests::sample, store::DEFAULT_DIR},
+        report::render::tests::sample,
     };
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -60,7 +61,7 @@ mod tests {
         let c = Cli::try_parse_from(["leaktrace", "report", "oom-1-2", "--json"]).unwrap();
         let Command::Report(a) = c.command else { panic!() };
         assert_eq!((a.report.as_str(), a.json), ("oom-1-2", true));
-        assert_eq!(a.report_dir, PathBuf::from(DEFAULT_DIR));
+        assert_eq!(a.report_dir, PathBuf::from(DEFAULT_REPORT_DIR));
         assert!(Cli::try_parse_from(["leaktrace", "report"]).is_err());
     }
 

@@ -1,171 +1,108 @@
-//! `leaktrace run`: the host agent.
+//! `leaktrace run`: the host agent. Monitor → report sink → (record, metrics) → stdout.
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
-
-use super::{check_pids, shutdown_signal};
+use super::{shutdown_signal, until};
 use crate::{
-    cli::RunArgs,
-    events::{self, Payload},
-    monitor::{Monitor, MonitorConfig, Scope, Update},
-    probes::LoadOptions,
-    report::{capture, render, store::ReportStore},
-    sinks::{live, metrics::Exporter, out::Out},
-    util::monotonic_ns,
+    cli::settings,
+    input::{Header, HostInfo, RECORD_VERSION},
+    monitor::Monitor,
+    probes::privileges,
+    report::store::ReportStore,
+    sinks::{metrics::Exporter, out::Out, record::Recorder, reports::ReportSink},
 };
 
-pub async fn run(args: RunArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(s: settings::Run) -> anyhow::Result<ExitCode> {
     let stop = shutdown_signal();
-    check_pids(&args.pids)?;
     // An unwritable report directory is an error now, not at the first kill.
-    let store = ReportStore::open(&args.report_dir)?;
+    let reports = ReportSink::new(ReportStore::open(&s.report_dir)?);
     // Likewise a port in use: bound before the probes are loaded.
-    let metrics = match args.metrics {
-        Some(addr) => Some(Exporter::start(addr, args.metrics_top as usize).await?),
+    let metrics = match s.metrics {
+        Some((addr, top)) => Some(Exporter::start(addr, top).await?),
         None => None,
     };
-    let scope = Scope::from_filters(&args.pids, &args.comms);
-    let mut cfg = MonitorConfig::new(args.interval, scope);
-    cfg.max_processes = args.max_processes as usize;
-    cfg.predict_within = args.predict_within.as_secs_f64();
-    cfg.snapshot_within = args.snapshot_within.as_secs_f64();
-    let mut mon = Monitor::start(cfg, opts)?;
-    // Attached: give up what is no longer needed (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, ...).
-    if let Err(e) = crate::probes::privileges::keep_only(&crate::probes::privileges::KEEP_AFTER_ATTACH) {
+    let mut recorder = match &s.record {
+        Some(path) => Some(Recorder::create(path, &record_header(&s))?),
+        None => None,
+    };
+    let interval = s.monitor.interval;
+    let mut mon = Monitor::start(s.monitor, &s.load)?;
+    // Attached: give up what is no longer needed (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, ...; what
+    // following managed runtimes needs stays unless --no-runtimes).
+    if let Err(e) = privileges::keep_only(&s.keep_caps) {
         eprintln!("leaktrace: warning: could not drop capabilities: {e}");
     }
     eprintln!(
-        "leaktrace: running, {}; tracking {} processes every {:?}; reports in {} (Ctrl-C to stop)",
+        "leaktrace: running, {}; tracking {} processes every {interval:?}; reports in {} (Ctrl-C to stop)",
         mon.probes.summary(),
-        mon.table.len(),
-        args.interval,
-        store.dir.display()
+        mon.table().len(),
+        s.report_dir.display()
     );
     if let Some(m) = &metrics {
         eprintln!("leaktrace: metrics on http://{}/metrics", m.addr);
     }
-    let mut out = Out::new();
+    if let Some(p) = &s.record {
+        eprintln!("leaktrace: recording to {}", p.display());
+    }
+    let mut out = Out::new(s.json);
     tokio::pin!(stop);
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let deadline = s.duration.map(|d| tokio::time::Instant::now() + d);
     loop {
-        let ups = tokio::select! {
+        let mut events = tokio::select! {
             () = &mut stop => break,
-            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
-            ups = mon.next() => ups,
+            () = until(deadline) => break,
+            events = mon.next() => events,
         };
-        if let Some(m) = &metrics {
-            m.update(&mon, &ups);
+        for e in &mut events {
+            reports.handle(e);
         }
-        for u in ups {
-            handle(&mut mon, &store, &mut out, args.json, u)?;
+        if let Some(r) = recorder.as_mut() {
+            r.write(&mon.take_batches())?;
+            r.flush()?;
+        }
+        if let Some(m) = &metrics {
+            m.update(&events, mon.table(), &mon.counts(), mon.probes.diagnostics_logged());
+            let core = mon.core();
+            m.update_resources(&crate::sinks::resmetrics::View {
+                table: core.table(),
+                res: core.resources(),
+                host: core.host_state(),
+                clues: core.host_clues(),
+            });
+        }
+        for e in &events {
+            out.emit(e)?;
         }
         out.flush()?;
         if !out.is_open() {
             break;
         }
     }
+    if let Some(mut r) = recorder {
+        r.write(&mon.take_batches())?;
+        r.finish()?;
+    }
     out.flush()?;
+    if mon.decode_errors() > 0 {
+        eprintln!("leaktrace: {} records could not be decoded", mon.decode_errors());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit(out: &mut Out, json: bool, v: Value, human: impl FnOnce() -> String) -> std::io::Result<()> {
-    if json { out.json(&v) } else { out.line(&human()) }
-}
-
-fn handle(mon: &mut Monitor, store: &ReportStore, out: &mut Out, json: bool, u: Update) -> anyhow::Result<()> {
-    let t = mon.now_secs();
-    match u {
-        Update::LeakSuspected { pid } => {
-            if let Some(p) = mon.table.get(pid) {
-                emit(out, json, live::leak_suspected(p, t), || live::human_leak(p, t))?;
-            }
-        }
-        Update::LeakCleared { pid } => {
-            if let Some(p) = mon.table.get(pid) {
-                emit(out, json, live::leak_cleared(p, t, "no longer growing"), || {
-                    live::human_cleared(p, t, "no longer growing")
-                })?;
-            }
-        }
-        Update::Exited { proc, .. } => {
-            if proc.flagged {
-                emit(out, json, live::leak_cleared(&proc, t, "exited"), || {
-                    live::human_cleared(&proc, t, "exited")
-                })?;
-            }
-        }
-        Update::OomPredicted { pid } => {
-            if let Some(p) = mon.table.get(pid) {
-                emit(out, json, live::oom_predicted(p), || live::human_predicted(p, t))?;
-            }
-        }
-        Update::Snapshot { pid } => {
-            if let Some(s) = mon.table.get(pid).and_then(|p| p.snapshot.as_ref()) {
-                match store.write_snapshot(s) {
-                    Ok(path) => emit(
-                        out,
-                        json,
-                        json!({"event": "oom_snapshot", "ts_ns": monotonic_ns(), "pid": s.pid, "comm": s.comm, "eta_secs": s.eta_secs, "limit": s.limit, "path": path}),
-                        || {
-                            format!(
-                                "[{t:>7.1}s] pre-OOM snapshot of pid {} ({}) written to {}",
-                                s.pid,
-                                s.comm,
-                                path.display()
-                            )
-                        },
-                    )?,
-                    Err(e) => eprintln!("leaktrace: snapshot of pid {}: {e:#}", s.pid),
-                }
-            }
-        }
-        Update::OomKill { event, victim, live } => {
-            let Payload::OomKill(kill) = &event.payload else {
-                return Ok(());
-            };
-            let report = capture::build(capture::KillInput {
-                event: &event,
-                kill,
-                victim: victim.as_deref(),
-                live: &live,
-                table: &mon.table,
-                memcgs: &mon.memcgs,
-                now_t: t,
-                interval_secs: mon.cfg.interval.as_secs_f64(),
-            });
-            let path = match store.write(&report) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    eprintln!("leaktrace: writing the OOM report for pid {}: {e:#}", kill.victim_pid);
-                    None
-                }
-            };
-            let mut v = events::json::event(&event);
-            if let Value::Object(m) = &mut v {
-                m.insert("memcg".into(), json!(report.memcg.as_ref().map(|m| &m.path)));
-                m.insert("container".into(), json!(report.victim.container));
-                m.insert("binding_limit".into(), json!(report.binding_limit));
-                m.insert("predicted".into(), json!(report.predicted));
-                m.insert("lead_time_secs".into(), json!(report.lead_time_secs));
-                m.insert("flagged".into(), json!(report.flagged));
-                m.insert("report".into(), json!(path));
-            }
-            emit(out, json, v, || {
-                let mut s = render::one_line(&report);
-                if let Some(p) = &path {
-                    s.push_str(&format!("\n           report: {}", p.display()));
-                }
-                s
-            })?;
-        }
-        Update::Dropped { kind, count } => {
-            emit(
-                out,
-                json,
-                events::json::dropped(monotonic_ns(), kind.name(), count),
-                || format!("[{t:>7.1}s] dropped {count} {} events (ring buffer full)", kind.name()),
-            )?;
-        }
+fn record_header(s: &settings::Run) -> Header {
+    let mi = crate::sys::host::MemInfo::read().ok();
+    Header {
+        leaktrace_record: RECORD_VERSION,
+        interval_secs: s.monitor.interval.as_secs_f64(),
+        source: format!("leaktrace run {}", env!("CARGO_PKG_VERSION")),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default(),
+        host: HostInfo {
+            mem_total: mi.as_ref().map_or(0, |m| m.mem_total),
+            swap_total: mi.as_ref().map_or(0, |m| m.swap_total),
+        },
+        started_unix_ms: crate::util::unix_ms(),
+        default_leak: false,
+        note: String::new(),
     }
-    Ok(())
 }

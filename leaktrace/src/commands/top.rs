@@ -6,14 +6,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ratatui::crossterm::event::{self, Event};
+use ratatui::crossterm::event::{self, Event as Term};
 
-use super::{UsageError, check_pids, shutdown_signal};
+use super::shutdown_signal;
 use crate::{
-    cli::TopArgs,
-    monitor::{Monitor, MonitorConfig, Scope, Update},
-    probes::LoadOptions,
-    sinks::top::{App, Effect, Tui},
+    cli::{UsageError, settings},
+    monitor::Monitor,
+    output::Event,
+    probes::privileges,
+    sinks::top::{App, Effect, Tui, model::Beyond},
 };
 
 /// Keys are read and frames drawn on this tick.
@@ -21,25 +22,25 @@ const UI_TICK: Duration = Duration::from_millis(50);
 /// Rows are rebuilt from the table at most this often (early updates come with every exit).
 const MIN_REFRESH: Duration = Duration::from_millis(200);
 
-pub async fn run(args: TopArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(s: settings::Top) -> anyhow::Result<ExitCode> {
     // Before anything is loaded: there is nothing to draw on.
     if !std::io::stdout().is_terminal() {
         return Err(
             UsageError("`leaktrace top` needs a terminal on stdout (for a log, use `leaktrace run`)".into()).into(),
         );
     }
-    check_pids(&args.pids)?;
     let stop = shutdown_signal();
-    let scope = Scope::from_filters(&args.pids, &args.comms);
-    let mut mon = Monitor::start(MonitorConfig::new(args.interval, scope), opts)?;
-    if let Err(e) = crate::probes::privileges::keep_only(&crate::probes::privileges::KEEP_AFTER_ATTACH) {
+    let interval = s.monitor.interval;
+    let keep = privileges::keep_after_attach(s.monitor.runtimes, false);
+    let mut mon = Monitor::start(s.monitor, &s.load)?;
+    if let Err(e) = privileges::keep_only(&keep) {
         eprintln!("leaktrace: warning: could not drop capabilities: {e}");
     }
 
     let mut tui = Tui::enter()?;
-    let mut app = App::new(args.interval);
+    let mut app = App::new(interval);
     app.sample_host(mon.now_secs());
-    app.refresh(&mon.table, false);
+    app.refresh(mon.table(), false);
     let mut last_refresh = Instant::now();
     let (mut stale, mut dirty) = (false, true);
     let mut ui = tokio::time::interval(UI_TICK);
@@ -48,42 +49,49 @@ pub async fn run(args: TopArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> 
 
     enum Next {
         Stop,
-        Updates(Vec<Update>),
+        Events(Vec<Event>),
         Ui,
     }
     'main: loop {
         // `Monitor::next` is cancel-safe: it only awaits with nothing drained and not returned.
         let next = tokio::select! {
             () = &mut stop => Next::Stop,
-            ups = mon.next() => Next::Updates(ups),
+            events = mon.next() => Next::Events(events),
             _ = ui.tick() => Next::Ui,
         };
         match next {
             Next::Stop => break,
-            Next::Updates(ups) => {
-                app.note(&ups);
+            Next::Events(events) => {
+                app.note(&events);
+                let core = mon.core();
+                app.note_beyond(Beyond::of(
+                    core.host_state(),
+                    core.host_clues(),
+                    core.resources(),
+                    core.table(),
+                ));
                 app.sample_host(mon.now_secs());
                 stale = true;
             }
             Next::Ui => {
                 while event::poll(Duration::ZERO)? {
                     match event::read()? {
-                        Event::Key(k) => match app.on_key(k) {
+                        Term::Key(k) => match app.on_key(k) {
                             Effect::Quit => break 'main,
                             Effect::Refresh { full } => {
-                                app.refresh(&mon.table, full);
+                                app.refresh(mon.table(), full);
                                 last_refresh = Instant::now();
                                 dirty = true;
                             }
                             Effect::Redraw => dirty = true,
                             Effect::Nothing => {}
                         },
-                        Event::Resize(..) => dirty = true,
+                        Term::Resize(..) => dirty = true,
                         _ => {}
                     }
                 }
                 if stale && !app.paused && last_refresh.elapsed() >= MIN_REFRESH {
-                    app.refresh(&mon.table, false);
+                    app.refresh(mon.table(), false);
                     last_refresh = Instant::now();
                     stale = false;
                     dirty = true;

@@ -3,11 +3,12 @@ use std::{process::ExitCode, time::Duration};
 
 use leaktrace_common::{EventKind, names::prog};
 
-use super::{check_pids, shutdown_signal, start_probes};
+use super::{shutdown_signal, until};
 use crate::{
-    cli::TraceArgs,
-    events::{self, Event, Payload, enrich, source::EventSource},
-    probes::LoadOptions,
+    cli::settings,
+    events::{KernelEvent, Payload, enrich, source::EventSource},
+    output::Event,
+    probes,
     sinks::out::Out,
     util::monotonic_ns,
 };
@@ -18,16 +19,15 @@ struct Filter {
 }
 
 impl Filter {
-    fn keep(&self, e: &Event) -> bool {
+    fn keep(&self, e: &KernelEvent) -> bool {
         (self.pids.is_empty() || self.pids.contains(&e.subject_pid()) || self.pids.contains(&e.hdr.pid))
             && (self.comms.is_empty() || self.comms.iter().any(|c| c == e.subject_comm() || *c == e.hdr.comm))
     }
 }
 
-pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode> {
+pub async fn run(args: settings::Trace) -> anyhow::Result<ExitCode> {
     let stop = shutdown_signal();
-    check_pids(&args.pids)?;
-    let mut probes = start_probes(opts)?;
+    let mut probes = probes::start(&args.load)?;
     let mut source = EventSource::new(&mut probes.ebpf)?;
     eprintln!("leaktrace: tracing, {} (Ctrl-C to stop)", probes.summary());
     let threads_unknown = !probes.is_attached(prog::TASK_NEWTASK);
@@ -36,7 +36,7 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
         pids: args.pids,
         comms: args.comms,
     };
-    let mut out = Out::new();
+    let mut out = Out::new(args.json);
     tokio::pin!(stop);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut batch = Vec::new();
@@ -44,22 +44,18 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
     loop {
         let finished = tokio::select! {
             () = &mut stop => true,
-            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => true,
+            () = until(deadline) => true,
             () = source.wait(Duration::from_millis(100)) => false,
         };
         batch.clear();
         source.drain(&mut batch);
         fix_up(&mut batch, threads_unknown);
         for e in batch.iter().filter(|e| filter.keep(e)) {
-            if args.json {
-                out.json(&events::json::event(e))?
-            } else {
-                out.line(&events::human::event(e))?
-            }
+            out.emit(&Event::from_kernel(e))?;
         }
         if finished || last_drop_check.elapsed() >= Duration::from_secs(1) {
             last_drop_check = tokio::time::Instant::now();
-            report_drops(&mut source, &mut out, args.json)?;
+            report_drops(&mut source, &mut out)?;
         }
         out.flush()?;
         if finished || !out.is_open() {
@@ -75,7 +71,7 @@ pub async fn run(args: TraceArgs, opts: &LoadOptions) -> anyhow::Result<ExitCode
 
 /// Fallbacks for what this kernel's probes lack: threads reported as forks (no task_newtask),
 /// OOM victims without their details (oom:mark_victim before ~6.9).
-fn fix_up(batch: &mut Vec<Event>, threads_unknown: bool) {
+fn fix_up(batch: &mut Vec<KernelEvent>, threads_unknown: bool) {
     if threads_unknown {
         batch.retain(|e| !matches!(e.payload, Payload::Fork { child_pid } if enrich::is_thread(child_pid)));
     }
@@ -87,19 +83,10 @@ fn fix_up(batch: &mut Vec<Event>, threads_unknown: bool) {
 }
 
 /// Drops are never silent: a `dropped` line per kind, and a note on stderr.
-fn report_drops(source: &mut EventSource, out: &mut Out, json: bool) -> std::io::Result<()> {
+fn report_drops(source: &mut EventSource, out: &mut Out) -> std::io::Result<()> {
     for (kind, count) in source.new_drops() {
         let kind: EventKind = kind;
-        if json {
-            out.json(&events::json::dropped(monotonic_ns(), kind.name(), count))?;
-        } else {
-            out.line(&format!(
-                "{:>7} {:<16} DROPPED {count} {} events (ring buffer full)",
-                "-",
-                "-",
-                kind.name()
-            ))?;
-        }
+        out.emit(&Event::dropped(monotonic_ns(), kind.name(), count))?;
         eprintln!("leaktrace: dropped {count} {} events (ring buffer full)", kind.name());
     }
     Ok(())

@@ -28,6 +28,7 @@ pub fn fill_oom(k: &mut OomKill) {
     if let Ok(st) = read_status(pid)
         && st.vm_size > 0
     {
+        k.filled_from.push("/proc");
         k.victim_comm.get_or_insert(st.name.clone());
         k.uid.get_or_insert(st.uid);
         k.total_vm_kb.get_or_insert(st.vm_size / 1024);
@@ -52,6 +53,7 @@ pub fn fill_oom(k: &mut OomKill) {
         };
         if let Some(kk) = kmsg::collect_kills(&records).into_iter().rev().find(|x| x.pid == pid) {
             // The kernel's values at the kill win over /proc's, which may already be shrinking.
+            k.filled_from.push("kernel log");
             if !kk.comm.is_empty() {
                 k.victim_comm = Some(kk.comm);
             }

@@ -1,7 +1,11 @@
-//! Bytes from the ring buffers → typed events. Nothing else in the agent touches raw records.
+//! What the kernel tells at run time: ring-buffer records decoded into typed [`KernelEvent`]s
+//! (`source.rs` reads the buffers, [`decode`] turns bytes into events, nothing else in the agent
+//! touches raw records), `enrich.rs` fills what an older kernel's tracepoints lack, and
+//! `rss_dirty.rs` reads the kernel's marks of processes whose RSS changed (and, through
+//! `rss_floor.rs`, the lowest footprint each had during the interval).
 pub mod enrich;
-pub mod human;
-pub mod json;
+pub mod rss_dirty;
+pub mod rss_floor;
 pub mod source;
 
 use std::mem::size_of;
@@ -32,6 +36,9 @@ pub struct OomKill {
     pub uid: Option<u32>,
     pub pgtables_kb: Option<u64>,
     pub oom_score_adj: Option<i32>,
+    /// Where fields the tracepoint lacked were filled from (`/proc`, `kernel log`); empty when
+    /// the tracepoint carried everything.
+    pub filled_from: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +76,11 @@ pub enum Payload {
     Exec {
         old_pid: u32,
         filename: String,
+        /// The new program's argv as the kernel laid it out at exec (before any process-title
+        /// rewrite); empty when it could not be read.
+        args: Vec<String>,
+        /// The argument area was longer than the event keeps: the last of `args` is cut.
+        args_cut: bool,
     },
     Exit {
         exit_code: Option<i32>,
@@ -78,12 +90,12 @@ pub enum Payload {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct KernelEvent {
     pub hdr: Header,
     pub payload: Payload,
 }
 
-impl Event {
+impl KernelEvent {
     /// The process the event is about: the victim for an OOM kill, else the header's tgid.
     pub fn subject_pid(&self) -> u32 {
         match &self.payload {
@@ -150,7 +162,7 @@ fn header(h: &c::EventHeader, kind: EventKind) -> Header {
 }
 
 /// Decode one ring-buffer record: tag first, then the one decoder for that kind.
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     if bytes.len() < size_of::<c::EventHeader>() {
         return Err(DecodeError::Short(bytes.len()));
     }
@@ -159,7 +171,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(match kind {
         EventKind::Mmap => {
             let e: c::MmapEvent = read(bytes, kind)?;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Mmap {
                     addr: e.addr,
@@ -174,7 +186,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Munmap => {
             let e: c::MunmapEvent = read(bytes, kind)?;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Munmap {
                     addr: e.addr,
@@ -185,7 +197,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Brk => {
             let e: c::BrkEvent = read(bytes, kind)?;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Brk {
                     requested: e.requested,
@@ -196,7 +208,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Mremap => {
             let e: c::MremapEvent = read(bytes, kind)?;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Mremap {
                     old_addr: e.old_addr,
@@ -210,7 +222,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::Fork => {
             let e: c::ForkEvent = read(bytes, kind)?;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Fork { child_pid: e.child_pid },
             }
@@ -218,17 +230,20 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Exec => {
             let e: c::ExecEvent = read(bytes, kind)?;
             let n = (e.filename_len as usize).min(e.filename.len());
-            Event {
+            let a = (e.args_len as usize).min(e.args.len());
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Exec {
                     old_pid: e.old_pid,
                     filename: cstr(&e.filename[..n]),
+                    args: crate::sys::proc::parse_cmdline(&e.args[..a]),
+                    args_cut: e.args_total as usize > a,
                 },
             }
         }
         EventKind::Exit => {
             let e: c::ExitEvent = read(bytes, kind)?;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::Exit {
                     exit_code: (e.code_known != 0).then_some(e.exit_code),
@@ -238,7 +253,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::OomKill => {
             let e: c::OomKillEvent = read(bytes, kind)?;
             let has = |bit: u32| e.present & bit != 0;
-            Event {
+            KernelEvent {
                 hdr: header(&e.hdr, kind),
                 payload: Payload::OomKill(OomKill {
                     victim_pid: e.victim_pid,
@@ -250,6 +265,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     uid: has(oom_field::UID).then_some(e.uid),
                     pgtables_kb: has(oom_field::PGTABLES).then_some(e.pgtables_kb),
                     oom_score_adj: has(oom_field::OOM_SCORE_ADJ).then_some(e.oom_score_adj),
+                    filled_from: Vec::new(),
                 }),
             }
         }
@@ -372,16 +388,23 @@ mod tests {
                 EventKind::Exec => {
                     let mut filename = [0u8; c::FILENAME_LEN];
                     filename[..7].copy_from_slice(b"/bin/sh");
+                    let mut args = [0u8; c::EXEC_ARGS_LEN];
+                    args[..9].copy_from_slice(b"sh\0-c\0\0x\0");
                     (
                         bytes_of(&c::ExecEvent {
                             hdr: hdr(kind),
                             old_pid: 100,
                             filename_len: 7,
                             filename,
+                            args_len: 9,
+                            args_total: 9,
+                            args,
                         }),
                         Payload::Exec {
                             old_pid: 100,
                             filename: "/bin/sh".into(),
+                            args: vec!["sh".into(), "-c".into(), "".into(), "x".into()],
+                            args_cut: false,
                         },
                     )
                 }
@@ -420,6 +443,7 @@ mod tests {
                             uid: Some(1000),
                             pgtables_kb: Some(5),
                             oom_score_adj: Some(-17),
+                            filled_from: Vec::new(),
                         }),
                     )
                 }
@@ -428,7 +452,7 @@ mod tests {
             let ev = decode(&raw).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
             assert_eq!(
                 ev,
-                Event {
+                KernelEvent {
                     hdr: expect_hdr(kind),
                     payload
                 },

@@ -9,7 +9,10 @@ use aya::{
 use leaktrace_common::{EVENT_KIND_SLOTS, EventKind, names};
 use tokio::io::unix::AsyncFd;
 
-use super::{Event, decode};
+use super::{KernelEvent, decode};
+
+/// Decoded kernel events per kind since start, indexed by `EventKind as usize` (slot 0 unused).
+pub type Counts = [u64; EVENT_KIND_SLOTS as usize];
 
 pub struct EventSource {
     events: AsyncFd<RingBuf<MapData>>,
@@ -62,7 +65,7 @@ impl EventSource {
     }
 
     /// Everything waiting in both buffers, in time order.
-    pub fn drain(&mut self, out: &mut Vec<Event>) {
+    pub fn drain(&mut self, out: &mut Vec<KernelEvent>) {
         let start = out.len();
         for rb in [&mut self.lifecycle, &mut self.events] {
             let rb = rb.get_mut();
@@ -84,7 +87,7 @@ impl EventSource {
     }
 
     /// Decoded events per kind since start, indexed by `EventKind as usize` (slot 0 unused).
-    pub fn counts(&self) -> [u64; EVENT_KIND_SLOTS as usize] {
+    pub fn counts(&self) -> Counts {
         self.kinds
     }
 

@@ -1,5 +1,10 @@
-//! Load the eBPF object, read tracepoint formats, attach every probe and say what was chosen.
+//! Load the eBPF object, read tracepoint formats, attach every probe and say what was chosen;
+//! show and count what the probes log ([`diag`]).
+pub mod diag;
+pub mod execargs;
+pub mod floor;
 pub mod format;
+pub mod kfunc;
 pub mod privileges;
 pub mod table;
 pub mod tracefs;
@@ -65,17 +70,29 @@ pub struct LoadOptions {
     pub pretend_missing: Vec<String>,
     /// Record allocation sites (user stacks); None = off, and their maps shrink to one entry.
     pub sites: Option<crate::sites::SitesOptions>,
+    /// Measure the lowest footprint of each interval (`probes/floor.rs`), for the commands that
+    /// read the RSS marks (all but `trace`).
+    pub floor: bool,
 }
 
 /// Programs loaded and attached. Dropping it detaches everything.
 pub struct Probes {
     pub ebpf: Ebpf,
     pub checks: Vec<Check>,
-    pub tracefs: Tracefs,
     attached: HashSet<&'static str>,
+    /// `rss_stat` measures the lowest footprint of each interval (`RSS_FLOOR`; `probes/floor.rs`),
+    /// of this kind.
+    pub rss_floor: Option<crate::events::rss_floor::FloorKind>,
+    /// The probes' own diagnostics (None when their log ring buffer could not be read).
+    diag: Option<diag::Diagnostics>,
 }
 
 impl Probes {
+    /// Lines the probes have logged (cold-path failures, see `diag`) since they were loaded.
+    pub fn diagnostics_logged(&self) -> u64 {
+        self.diag.as_ref().map_or(0, diag::Diagnostics::count)
+    }
+
     pub fn is_attached(&self, program: &str) -> bool {
         self.attached.contains(program)
     }
@@ -89,10 +106,29 @@ impl Probes {
             .checks
             .iter()
             .filter(|c| c.status != Status::Ok && c.status != Status::Off)
+            .filter(|c| !is_trampoline(&c.what))
             .map(|c| format!("{} {} ({})", c.what, c.status, c.detail))
             .collect();
+        // The trampoline path's fallbacks in one clause (`doctor` has one line each).
+        if let Some(c) = self
+            .checks
+            .iter()
+            .find(|c| is_trampoline(&c.what) && c.status == Status::Fallback)
+        {
+            other.push(format!("memory syscalls via tracepoints ({}: {})", c.what, c.detail));
+        }
         if off > 0 {
             other.insert(0, format!("{off} syscall probes off (--syscalls turns them on)"));
+        }
+        let tramp = kfunc::KFUNCS
+            .iter()
+            .filter(|k| self.attached.contains(k.program))
+            .count();
+        if tramp > 0 {
+            other.insert(
+                0,
+                format!("memory syscalls through {tramp} BPF trampolines (fexit/fentry)"),
+            );
         }
         if other.is_empty() {
             format!("{ok} probes attached")
@@ -100,6 +136,10 @@ impl Probes {
             format!("{ok} probes attached; {}", other.join("; "))
         }
     }
+}
+
+fn is_trampoline(label: &str) -> bool {
+    label.starts_with("fexit:") || label.starts_with("fentry:")
 }
 
 struct Prepared {
@@ -217,6 +257,12 @@ fn prepare(tracefs: &Tracefs, opts: &LoadOptions) -> Prepared {
     }
 }
 
+/// Privileges first (with a message naming what is missing), then load and attach everything.
+pub fn start(opts: &LoadOptions) -> anyhow::Result<Probes> {
+    privileges::check().map_err(anyhow::Error::msg)?;
+    load(opts, true)
+}
+
 /// Load and attach. With `strict`, a missing required probe is an error; without (doctor), it is
 /// only reported.
 pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
@@ -245,15 +291,57 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
             .as_ref()
             .map_or(0, |o| o.fault_sample.min(u64::from(u32::MAX)) as u32);
     }
+    // The kernel's BTF, parsed once for the offsets both the floor and the exec args need.
+    let btf = crate::sys::btf::Btf::read(std::path::Path::new(crate::sys::btf::VMLINUX)).map_err(|e| e.to_string());
+    let (floor, floor_check) = floor::prepare(opts, usable.iter().any(|s| s.program == names::prog::RSS_STAT), &btf);
+    // Shown right after the probe it lives in.
+    if let Some(c) = floor_check {
+        let at = checks
+            .iter()
+            .position(|c| c.what == "raw_tp:rss_stat")
+            .map_or(checks.len(), |i| i + 1);
+        checks.insert(at, c);
+    }
+    let (exec_args, exec_args_check) = execargs::prepare(opts, &btf);
+    drop(btf);
+    let at = checks
+        .iter()
+        .position(|c| c.what == "sched:sched_process_exec")
+        .map_or(checks.len(), |i| i + 1);
+    checks.insert(at, exec_args_check);
+    // Tests only: `LEAKTRACE_TEST_MAP_ENTRIES=PENDING=1` shrinks maps, so that their "full" paths
+    // run (tests/diagnostics.rs).
+    let test_entries = std::env::var("LEAKTRACE_TEST_MAP_ENTRIES").unwrap_or_default();
     let mut loader = EbpfLoader::new();
+    // No CO-RE relocations: the programs take their offsets from the globals. Drop the kernel BTF
+    // the loader parsed (~20 MiB of small allocations); ours was parsed and dropped above.
+    loader.btf(None);
+    for (map, n) in test_entries
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k, v.parse::<u32>().ok()?)))
+    {
+        loader.map_max_entries(map, n);
+    }
     loader
-        .set_global(names::OFFSETS_GLOBAL, &offsets, true)
-        .override_global(names::SITES_CONFIG_GLOBAL, &sites, true);
+        .override_global(names::OFFSETS_GLOBAL, &offsets, true)
+        .override_global(names::SITES_CONFIG_GLOBAL, &sites, true)
+        .override_global(names::RSS_FLOOR_CONFIG_GLOBAL, &floor, true)
+        .override_global(names::EXEC_ARGS_CONFIG_GLOBAL, &exec_args, true);
+    if floor.enabled == 0 {
+        loader.map_max_entries(names::RSS_FLOOR, 1);
+    }
     // Stack maps cost memory only when stacks are on; the malloc ones only with --malloc.
     if opts.sites.is_none() {
         loader
             .map_max_entries(names::STACKS, 1)
             .map_max_entries(names::SITES, 1);
+    }
+    if opts.sites.as_ref().is_none_or(|s| s.stack_copies == 0) {
+        loader
+            .map_max_entries(names::STACK_COPIES, 4096)
+            .map_max_entries(names::FP_TRUSTED, 1)
+            .map_max_entries(names::COPY_BUDGET, 1);
     }
     if !opts.sites.as_ref().is_some_and(|s| s.malloc) {
         for m in [names::MALLOC_SITES, names::ALLOCS, names::MALLOC_PENDING] {
@@ -263,12 +351,57 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
     let mut ebpf = loader
         .load(EBPF_OBJECT)
         .context("loading the eBPF object (is BTF available and the kernel ≥ 5.8 with ring buffers?)")?;
+    let diag = diag::Diagnostics::start(&mut ebpf)
+        .map_err(|e| log::warn!("probe diagnostics will not be shown: {e:#}"))
+        .ok();
     let mut attached = HashSet::new();
+    let (mut rss_floor, mut floor_error) = (None, None);
+    // BPF trampolines first: each syscall they take over needs no syscalls:* tracepoint.
+    let kf = kfunc::attach(&mut ebpf, opts);
+    for (label, program) in &kf.replaced {
+        let Some(spec) = PROBES.iter().find(|s| s.program == *program) else {
+            continue;
+        };
+        if let Some(c) = checks.iter_mut().find(|c| c.what == spec.hook.label()) {
+            match c.status {
+                Status::Ok | Status::Off => {
+                    c.status = Status::Ok;
+                    c.detail = format!("standby: {label} in use");
+                }
+                Status::Missing => {
+                    c.status = Status::Fallback;
+                    c.detail = format!("{}; not needed: {label} in use", c.detail);
+                }
+                Status::Fallback => {}
+            }
+        }
+    }
+    let usable: Vec<&ProbeSpec> = usable
+        .into_iter()
+        .filter(|s| !kf.replaced.iter().any(|(_, p)| *p == s.program))
+        .collect();
+    let at = checks
+        .iter()
+        .position(|c| c.what.starts_with("syscalls:"))
+        .unwrap_or(checks.len());
+    checks.splice(at..at, kf.checks);
+    attached.extend(kf.attached.iter().copied());
     for spec in usable {
         let check = checks
             .iter_mut()
             .find(|c| c.what == spec.hook.label())
             .expect("prepared");
+        if spec.program == names::prog::RSS_STAT && floor.enabled != 0 {
+            match floor::attach(&mut ebpf) {
+                Ok(()) => {
+                    check.detail = format!("as tp_btf:rss_stat ({}), with the floor", names::prog::RSS_STAT_FLOOR);
+                    attached.insert(spec.program);
+                    rss_floor = Some(floor::kind(&floor));
+                    continue;
+                }
+                Err(e) => floor_error = Some(format!("{e:#}")),
+            }
+        }
         let rss_sampling = rss_sampler && attached.contains(names::prog::RSS_STAT);
         match attach(&mut ebpf, spec, opts, rss_sampling) {
             Ok(Attached::Yes) => {}
@@ -290,6 +423,19 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
         }
         attached.insert(spec.program);
     }
+    // The kernel's BTF was parsed (up to twice) into many small allocations: give them back.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: plain libc call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    if floor.enabled != 0
+        && rss_floor.is_none()
+        && let Some(c) = checks.iter_mut().find(|c| c.what == floor::NAME)
+    {
+        c.status = Status::Fallback;
+        c.detail = floor::unattached(floor_error.as_deref());
+    }
     if strict {
         let missing: Vec<String> = checks
             .iter()
@@ -303,8 +449,9 @@ pub fn load(opts: &LoadOptions, strict: bool) -> anyhow::Result<Probes> {
     Ok(Probes {
         ebpf,
         checks,
-        tracefs,
         attached,
+        rss_floor,
+        diag,
     })
 }
 
@@ -366,6 +513,13 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, opts: &LoadOptions, rss_sampling: b
             p.load().with_context(|| format!("loading {}", spec.program))?;
             return Ok(Attached::OnDemand(
                 "loaded; attached to the watched process's libc with --malloc",
+            ));
+        }
+        Hook::Usdt { .. } => {
+            let p: &mut UProbe = prog.try_into()?;
+            p.load().with_context(|| format!("loading {}", spec.program))?;
+            return Ok(Attached::OnDemand(
+                "loaded; attached to each tracked JVM / CPython process that has the probes",
             ));
         }
     }

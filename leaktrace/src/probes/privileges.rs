@@ -1,93 +1,67 @@
-//! Checking early that we may load BPF programs, and naming what is missing.
-use std::fs;
-
-pub const CAP_SYS_ADMIN: u32 = 21;
-pub const CAP_PERFMON: u32 = 38;
-pub const CAP_BPF: u32 = 39;
-
-/// Effective capability set of this process, from /proc/self/status.
-pub fn effective_caps() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
-}
-
-pub fn has(caps: u64, cap: u32) -> bool {
-    caps & (1u64 << cap) != 0
-}
-
-pub const CAP_DAC_READ_SEARCH: u32 = 2;
-pub const CAP_SYS_PTRACE: u32 = 19;
-pub const CAP_SYSLOG: u32 = 34;
+//! Checking early that we may load BPF programs and naming what is missing; dropping what is not
+//! needed once the programs are attached. Capabilities are read and set with the `caps` crate.
+use caps::{CapSet, Capability, CapsHashSet};
 
 /// What the agent keeps once its programs are attached: reading other processes' /proc files
 /// (smaps needs ptrace-read access), and the kernel log. Map reads on already-open descriptors
 /// need no capability.
-pub const KEEP_AFTER_ATTACH: [u32; 3] = [CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_SYSLOG];
+pub const KEEP_AFTER_ATTACH: [Capability; 3] = [
+    Capability::CAP_DAC_READ_SEARCH,
+    Capability::CAP_SYS_PTRACE,
+    Capability::CAP_SYSLOG,
+];
 
-/// Reduce the effective and permitted sets to `keep` (irreversible for this process).
-pub fn keep_only(keep: &[u32]) -> std::io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
+/// What the agent keeps after attach: [`KEEP_AFTER_ATTACH`], plus, when it follows managed
+/// runtimes, what attaching their collector probes to processes that start later needs — the
+/// kernel's uprobe PMU wants CAP_SYS_ADMIN for `perf_event_open` (CAP_PERFMON is not enough,
+/// measured on 6.18), linking the program CAP_BPF/CAP_PERFMON, and the semaphores CAP_SYS_PTRACE
+/// (already kept) — and with heap snapshots what speaking to a JVM as its own user needs
+/// (CAP_SETUID, CAP_SETGID). `--no-runtimes` keeps the minimal set.
+pub fn keep_after_attach(runtimes: bool, heap_snapshots: bool) -> Vec<Capability> {
+    let mut keep = KEEP_AFTER_ATTACH.to_vec();
+    if runtimes {
+        keep.extend([Capability::CAP_BPF, Capability::CAP_PERFMON, Capability::CAP_SYS_ADMIN]);
     }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
+    if heap_snapshots {
+        keep.extend([Capability::CAP_SETUID, Capability::CAP_SETGID]);
     }
-    const VERSION_3: u32 = 0x2008_0522;
-    let have = effective_caps();
-    let mask: u64 = keep.iter().filter(|c| has(have, **c)).fold(0, |m, c| m | (1u64 << c));
-    let hdr = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [
-        Data {
-            effective: mask as u32,
-            permitted: mask as u32,
-            inheritable: 0,
-        },
-        Data {
-            effective: (mask >> 32) as u32,
-            permitted: (mask >> 32) as u32,
-            inheritable: 0,
-        },
-    ];
-    // SAFETY: capset(2) with a v3 header and two data structs, as the ABI requires.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    keep
+}
+
+/// This thread's effective set (empty when it cannot be read).
+fn effective() -> CapsHashSet {
+    caps::read(None, CapSet::Effective).unwrap_or_default()
+}
+
+/// Reduce the effective and permitted sets to `keep` (those of them we have) and clear the
+/// inheritable set. Irreversible for this process.
+pub fn keep_only(keep: &[Capability]) -> Result<(), caps::errors::CapsError> {
+    let permitted = caps::read(None, CapSet::Permitted)?;
+    let kept: CapsHashSet = keep.iter().copied().filter(|c| permitted.contains(c)).collect();
+    // The effective set must stay within the permitted one: shrink it first.
+    caps::set(None, CapSet::Effective, &kept)?;
+    caps::set(None, CapSet::Permitted, &kept)?;
+    caps::clear(None, CapSet::Inheritable)
 }
 
 /// `Ok(description)` when tracing programs can be loaded and attached, else the missing pieces.
 pub fn check() -> Result<String, String> {
-    check_caps(effective_caps(), unsafe { libc::geteuid() })
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    check_caps(&effective(), unsafe { libc::geteuid() })
 }
 
-fn check_caps(caps: u64, euid: u32) -> Result<String, String> {
-    if has(caps, CAP_SYS_ADMIN) {
+fn check_caps(caps: &CapsHashSet, euid: u32) -> Result<String, String> {
+    if caps.contains(&Capability::CAP_SYS_ADMIN) {
         return Ok(if euid == 0 {
             "root".into()
         } else {
             "CAP_SYS_ADMIN".into()
         });
     }
-    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+    let missing: Vec<String> = [Capability::CAP_BPF, Capability::CAP_PERFMON]
         .into_iter()
-        .filter(|(c, _)| !has(caps, *c))
-        .map(|(_, n)| n)
+        .filter(|c| !caps.contains(c))
+        .map(|c| c.to_string())
         .collect();
     if missing.is_empty() {
         Ok("CAP_BPF, CAP_PERFMON".into())
@@ -103,13 +77,39 @@ fn check_caps(caps: u64, euid: u32) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn set(caps: &[Capability]) -> CapsHashSet {
+        caps.iter().copied().collect()
+    }
+
     #[test]
     fn names_what_is_missing() {
-        assert_eq!(check_caps(1 << CAP_SYS_ADMIN, 0).unwrap(), "root");
-        assert!(check_caps((1 << CAP_BPF) | (1 << CAP_PERFMON), 1000).is_ok());
-        let e = check_caps(1 << CAP_BPF, 1000).unwrap_err();
-        assert!(e.contains("CAP_PERFMON") && !e.contains("CAP_BPF,"), "{e}");
-        let e = check_caps(0, 1000).unwrap_err();
-        assert!(e.contains("CAP_BPF, CAP_PERFMON"), "{e}");
+        use Capability::{CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
+        assert_eq!(check_caps(&set(&[CAP_SYS_ADMIN]), 0).unwrap(), "root");
+        assert_eq!(check_caps(&set(&[CAP_SYS_ADMIN]), 1000).unwrap(), "CAP_SYS_ADMIN");
+        assert!(check_caps(&set(&[CAP_BPF, CAP_PERFMON]), 1000).is_ok());
+        let e = check_caps(&set(&[CAP_BPF]), 1000).unwrap_err();
+        assert!(e.contains("missing: CAP_PERFMON ("), "{e}");
+        let e = check_caps(&set(&[]), 1000).unwrap_err();
+        assert!(e.contains("missing: CAP_BPF, CAP_PERFMON"), "{e}");
+    }
+
+    /// In a thread of its own: capabilities are per thread, and dropping them is irreversible.
+    #[test]
+    fn keep_only_drops_the_rest() {
+        std::thread::spawn(|| {
+            let before = caps::read(None, CapSet::Permitted).unwrap();
+            keep_only(&KEEP_AFTER_ATTACH).unwrap();
+            let expected: CapsHashSet = KEEP_AFTER_ATTACH
+                .iter()
+                .copied()
+                .filter(|c| before.contains(c))
+                .collect();
+            assert_eq!(caps::read(None, CapSet::Permitted).unwrap(), expected);
+            assert_eq!(caps::read(None, CapSet::Effective).unwrap(), expected);
+            assert!(caps::read(None, CapSet::Inheritable).unwrap().is_empty());
+            assert!(!caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap());
+        })
+        .join()
+        .unwrap();
     }
 }

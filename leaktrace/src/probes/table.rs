@@ -23,6 +23,11 @@ pub enum Hook {
         function: &'static str,
         ret: bool,
     },
+    /// USDT probes of managed runtimes (`providers`), attached per tracked JVM / CPython process;
+    /// at start the program is only loaded (verified).
+    Usdt {
+        providers: &'static str,
+    },
 }
 
 impl Hook {
@@ -31,6 +36,7 @@ impl Hook {
             Hook::Tracepoint { category, name } | Hook::RawTracepoint { category, name } => (category, name),
             Hook::PerfEvent { name } => ("perf_event", name),
             Hook::UProbe { function, ret } => (if ret { "uretprobe" } else { "uprobe" }, function),
+            Hook::Usdt { providers } => ("usdt", providers),
         }
     }
     pub fn label(&self) -> String {
@@ -40,6 +46,7 @@ impl Hook {
             Hook::PerfEvent { name } => format!("perf_event:{name}"),
             Hook::UProbe { function, ret: false } => format!("uprobe:libc:{function}"),
             Hook::UProbe { function, ret: true } => format!("uretprobe:libc:{function}"),
+            Hook::Usdt { providers } => format!("usdt:{providers}"),
         }
     }
     /// Attached by the kernel's tracefs events (a `format` file proves the hook exists).
@@ -313,6 +320,17 @@ pub static PROBES: &[ProbeSpec] = &[
             ret: true,
         },
         need: MALLOC,
+        fields: &[],
+    },
+    ProbeSpec {
+        program: prog::USDT_PROBE,
+        syscall: false,
+        hook: Hook::Usdt {
+            providers: "hotspot,python",
+        },
+        need: Need::Optional {
+            fallback: "no GC figures for JVM and CPython processes (needs Linux >= 5.15 for BPF cookies)",
+        },
         fields: &[],
     },
 ];

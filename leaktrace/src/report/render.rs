@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Grower, OomReport, Point, Snapshot};
 use crate::{
-    sys::{container::ContainerInfo, proc::redact_cmdline},
+    sys::{container::ContainerInfo, memcg_levels::MemcgLevel, proc::redact_cmdline},
     util::{bytes, signed_bytes},
 };
 
@@ -31,10 +31,21 @@ pub fn render(r: &OomReport) -> String {
     let title = format!("leaktrace OOM report {}", clean(&r.id));
     line(&mut o, &title);
     line(&mut o, &"=".repeat(title.chars().count().min(100)));
-    line(
-        &mut o,
-        &format!("Killed:    pid {} ({comm}) at {} UTC", v.pid, utc(r.kill_unix_ms)),
-    );
+    if r.kind == super::KIND_JAVA_HEAP {
+        line(
+            &mut o,
+            &format!(
+                "Java OOM:  pid {} ({comm}) ran out of Java heap (OutOfMemoryError) at {} UTC",
+                v.pid,
+                utc(r.kill_unix_ms)
+            ),
+        );
+    } else {
+        line(
+            &mut o,
+            &format!("Killed:    pid {} ({comm}) at {} UTC", v.pid, utc(r.kill_unix_ms)),
+        );
+    }
     headline_limit(&mut o, r);
 
     blank(&mut o);
@@ -104,11 +115,12 @@ pub fn render(r: &OomReport) -> String {
     analysis_section(&mut o, r);
 
     blank(&mut o);
-    let limit = r
-        .memcg
-        .as_ref()
-        .filter(|_| r.binding_limit == "memcg")
-        .and_then(|m| m.limit_bytes);
+    let limit = binding_level(r).and_then(|l| l.limit_bytes).or_else(|| {
+        r.memcg
+            .as_ref()
+            .filter(|_| r.binding_limit == "memcg")
+            .and_then(|m| m.limit_bytes)
+    });
     line(
         &mut o,
         &format!(
@@ -122,11 +134,15 @@ pub fn render(r: &OomReport) -> String {
         line(&mut o, &l);
     }
 
+    levels_section(&mut o, r);
     growers(&mut o, "Top growers in the cgroup", &r.top_growers_cgroup);
     growers(&mut o, "Top growers on the host", &r.top_growers_host);
     syscalls(&mut o, r);
     if let Some(s) = &r.snapshot {
         snapshot(&mut o, r, s);
+    }
+    if let Some(rt) = &r.runtime {
+        super::runtime::render(&mut o, rt);
     }
     o
 }
@@ -135,10 +151,17 @@ pub fn render(r: &OomReport) -> String {
 pub fn one_line(r: &OomReport) -> String {
     let v = &r.victim;
     let comm = v.comm.as_deref().map_or_else(|| "?".to_string(), clean);
-    let place = match &r.memcg {
-        Some(m) if r.binding_limit == "memcg" => format!("memcg {}", clean(&m.path)),
-        Some(m) => format!("host (in {})", clean(&m.path)),
-        None => "host".to_string(),
+    let place = match (&r.memcg, &r.binding_memcg) {
+        _ if r.binding_limit == super::KIND_JAVA_HEAP => "java heap".to_string(),
+        (Some(m), Some(b)) if r.binding_limit == "memcg" && *b != m.path => {
+            format!("memcg {} (in {})", clean(b), clean(&m.path))
+        }
+        (_, Some(b)) if r.binding_limit == "memcg" => format!("memcg {}", clean(b)),
+        _ => match &r.memcg {
+            Some(m) if r.binding_limit == "memcg" => format!("memcg {}", clean(&m.path)),
+            Some(m) => format!("host (in {})", clean(&m.path)),
+            None => "host".to_string(),
+        },
     };
     let anon = v.anon_rss_bytes.map_or_else(|| "?".to_string(), bytes);
     let mut s = format!(
@@ -166,50 +189,63 @@ pub fn one_line(r: &OomReport) -> String {
     s
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) from milliseconds since the Unix epoch; proleptic Gregorian.
+/// `YYYY-MM-DD HH:MM:SS` (UTC) from milliseconds since the Unix epoch; `?` past 9999-12-30.
 pub fn utc(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let mut days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Any 400 consecutive Gregorian years hold exactly 146 097 days.
-    let mut year = 1970 + 400 * (days / 146_097);
-    days %= 146_097;
-    loop {
-        let len = if is_leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
-    }
-    let feb = if is_leap(year) { 29 } else { 28 };
-    let months = [31, feb, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let mut month = 1;
-    for len in months {
-        if days < len {
-            break;
-        }
-        days -= len;
-        month += 1;
-    }
-    format!(
-        "{year:04}-{month:02}-{:02} {:02}:{:02}:{:02}",
-        days + 1,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-fn is_leap(y: u64) -> bool {
-    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
+    i64::try_from(unix_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 // ---------------------------------------------------------------------------
 // sections
 // ---------------------------------------------------------------------------
 
+/// The level whose limit fired, from the report's levels.
+fn binding_level(r: &OomReport) -> Option<&MemcgLevel> {
+    let b = r.binding_memcg.as_deref()?;
+    r.memcg_levels.iter().find(|l| l.path == b)
+}
+
 fn headline_limit(o: &mut String, r: &OomReport) {
+    if r.binding_limit == super::KIND_JAVA_HEAP {
+        let old = r.runtime.as_ref().and_then(|rt| rt.gc.old_gen.as_ref());
+        line(
+            o,
+            &format!(
+                "Limit:     the JVM's heap (-Xmx){}",
+                old.and_then(|p| p.max_bytes)
+                    .map_or(String::new(), |m| format!(", {} max old generation", bytes(m)))
+            ),
+        );
+        return;
+    }
+    if let (Some(b), Some(m)) = (&r.binding_memcg, &r.memcg)
+        && *b != m.path
+        && r.binding_limit == "memcg"
+    {
+        let l = binding_level(r);
+        line(
+            o,
+            &format!(
+                "Limit:     memory cgroup {} ({}), an ancestor of the victim's {}",
+                clean(b),
+                name(&m.version),
+                clean(&m.path)
+            ),
+        );
+        line(
+            o,
+            &format!(
+                "           limit {}, usage {}; the victim's own cgroup: limit {}",
+                l.and_then(|l| l.limit_bytes)
+                    .map_or_else(|| "unknown".to_string(), bytes),
+                opt_bytes(l.and_then(|l| l.usage_bytes)),
+                m.limit_bytes.map_or_else(|| "unlimited".to_string(), bytes),
+            ),
+        );
+        return;
+    }
     match (&r.memcg, r.binding_limit.as_str()) {
         (Some(m), "memcg") => {
             let version = name(&m.version);
@@ -243,6 +279,88 @@ fn headline_limit(o: &mut String, r: &OomReport) {
     }
 }
 
+/// The victim's cgroup and its ancestors (limits, memory.high, events, PSI), the pre-OOM
+/// pressure evidence of the binding level, and the other victims of an oom.group kill.
+fn levels_section(o: &mut String, r: &OomReport) {
+    if r.memcg_levels.is_empty() && r.oom_group.is_none() {
+        return;
+    }
+    if !r.memcg_levels.is_empty() {
+        blank(o);
+        let how = r.binding_source.as_ref().map(name).unwrap_or_default();
+        line(
+            o,
+            &format!("Cgroup levels (victim's first; * = the limit that fired, by {how})"),
+        );
+        for l in &r.memcg_levels {
+            let mark = if r.binding_memcg.as_deref() == Some(l.path.as_str()) {
+                "*"
+            } else {
+                " "
+            };
+            let mut s = format!(
+                "  {mark} {:<32} max {:>9}  high {:>9}  usage {:>9}",
+                clip_left(&clean(&l.path), 32),
+                l.limit_bytes.map_or_else(|| "-".to_string(), bytes),
+                l.high_bytes.map_or_else(|| "-".to_string(), bytes),
+                opt_bytes(l.usage_bytes)
+            );
+            if let Some(e) = &l.events {
+                let _ = write!(
+                    s,
+                    "  events high {} max {} oom {} oom_kill {}",
+                    opt_num(e.high),
+                    opt_num(e.max),
+                    opt_num(e.oom),
+                    opt_num(e.oom_kill)
+                );
+            }
+            if let Some(p) = &l.pressure {
+                let _ = write!(s, "  PSI some {:.1}%", p.some_avg10);
+            }
+            if l.oom_group == Some(true) {
+                s.push_str("  oom.group");
+            }
+            line(o, &s);
+        }
+    }
+    if let (Some(first), Some(last)) = (r.memcg_timeline.first(), r.memcg_timeline.last()) {
+        let rise = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0));
+        let peak_psi = r
+            .memcg_timeline
+            .iter()
+            .filter_map(|s| s.psi_some_avg10)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        line(
+            o,
+            &format!(
+                "  before the kill ({} samples over {}): +{} high (throttled) and +{} max events, PSI some up to {}",
+                r.memcg_timeline.len(),
+                secs(-first.t_secs),
+                rise(first.high_events, last.high_events),
+                rise(first.max_events, last.max_events),
+                peak_psi.map_or_else(|| "-".to_string(), |p| format!("{p:.1}%"))
+            ),
+        );
+    }
+    if let Some(g) = &r.oom_group {
+        blank(o);
+        line(
+            o,
+            &format!(
+                "OOM group: {} has memory.oom.group set: {} processes killed together (group {})",
+                clean(&g.memcg),
+                g.victims.len(),
+                g.group_id
+            ),
+        );
+        for v in &g.victims {
+            let comm = v.comm.as_deref().map_or_else(|| "?".to_string(), clean);
+            line(o, &format!("  pid {:<8} {:<16} report {}", v.pid, comm, v.report));
+        }
+    }
+}
+
 fn host_section(o: &mut String, r: &OomReport) {
     let h = &r.host;
     line(o, "Host memory");
@@ -267,6 +385,28 @@ fn host_section(o: &mut String, r: &OomReport) {
             psi(h.psi_full_avg10)
         ),
     );
+    if !h.parts.is_empty() {
+        line(o, "  where the memory was at the kill:");
+        for p in &h.parts {
+            let what = match &p.name {
+                Some(n) => format!("{} {n}", p.part),
+                None => p.part.clone(),
+            };
+            let growing = if p.growth_bytes_per_sec.abs() >= 1024.0 {
+                format!("  {}/s", signed_bytes(p.growth_bytes_per_sec))
+            } else {
+                String::new()
+            };
+            line(
+                o,
+                &format!(
+                    "    {what:<32} {:>11}{growing}{}",
+                    bytes(p.bytes),
+                    if p.leak_suspected { "  LEAK SUSPECTED" } else { "" }
+                ),
+            );
+        }
+    }
 }
 
 fn analysis_section(o: &mut String, r: &OomReport) {
@@ -745,6 +885,7 @@ pub(crate) mod tests {
             id: "oom-1764000000000-4242".into(),
             kill_unix_ms,
             kill_ts_ns,
+            kind: "kernel".into(),
             victim: Victim {
                 pid: 4242,
                 comm: Some("lt-workload".into()),
@@ -784,6 +925,11 @@ pub(crate) mod tests {
                 oom_kills: Some(1),
             }),
             binding_limit: "memcg".into(),
+            binding_memcg: None,
+            binding_source: None,
+            memcg_levels: Vec::new(),
+            memcg_timeline: Vec::new(),
+            oom_group: None,
             host: Host {
                 mem_total_bytes: Some(8 << 30),
                 mem_available_bytes: Some(6 << 30),
@@ -791,6 +937,22 @@ pub(crate) mod tests {
                 swap_used_bytes: Some(0),
                 psi_some_avg10: Some(1.25),
                 psi_full_avg10: Some(0.5),
+                parts: vec![
+                    crate::report::HostPart {
+                        part: "process_anon".into(),
+                        name: None,
+                        bytes: 5 << 30,
+                        growth_bytes_per_sec: 0.0,
+                        leak_suspected: false,
+                    },
+                    crate::report::HostPart {
+                        part: "tmpfs".into(),
+                        name: Some("/dev/shm".into()),
+                        bytes: 1 << 30,
+                        growth_bytes_per_sec: 2097152.0,
+                        leak_suspected: true,
+                    },
+                ],
             },
             interval_secs: 1.0,
             timeline,
@@ -865,6 +1027,7 @@ pub(crate) mod tests {
                 ],
             }),
             top_sites: Vec::new(),
+            runtime: None,
         }
     }
 
@@ -899,6 +1062,7 @@ pub(crate) mod tests {
             swap_used_bytes: None,
             psi_some_avg10: None,
             psi_full_avg10: None,
+            parts: Vec::new(),
         };
         r.timeline.clear();
         r.analysis = None;
@@ -941,6 +1105,9 @@ pub(crate) mod tests {
             "(the victim itself)",
             "MemTotal 8.0 GiB, MemAvailable 6.0 GiB",
             "some 1.25%",
+            "where the memory was at the kill:",
+            "tmpfs /dev/shm",
+            "+2.0 MiB/s  LEAK SUSPECTED",
             "pattern mountain (a leak), growth +4.0 MiB/s, confidence 97%",
             "flagged as a leak 42 s before the kill",
             "predicted, lead time 30 s",
@@ -1030,8 +1197,10 @@ pub(crate) mod tests {
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(utc(4_107_542_399_999), "2100-02-28 23:59:59");
         assert_eq!(utc(4_107_542_400_000), "2100-03-01 00:00:00");
-        assert_eq!(utc(253_402_300_799_000), "9999-12-31 23:59:59");
-        let _ = utc(u64::MAX);
+        // jiff's last instant (it keeps room for any UTC offset in year 9999).
+        assert_eq!(utc(253_402_207_200_000), "9999-12-30 22:00:00");
+        assert_eq!(utc(253_402_300_799_000), "?");
+        assert_eq!(utc(u64::MAX), "?");
     }
 
     #[test]

@@ -10,13 +10,13 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use super::OomReport;
-
-pub const DEFAULT_DIR: &str = "/var/lib/leaktrace/reports";
+use super::{OomReport, group::OomGroups};
 
 #[derive(Debug, Clone)]
 pub struct ReportStore {
     pub dir: PathBuf,
+    /// Recent `memory.oom.group` kills, whose reports are linked to each other.
+    groups: std::sync::Arc<std::sync::Mutex<OomGroups>>,
 }
 
 impl ReportStore {
@@ -39,12 +39,15 @@ impl ReportStore {
             .open(&probe)
             .with_context(|| format!("report directory {} is not writable", dir.display()))?;
         let _ = fs::remove_file(&probe);
-        Ok(ReportStore { dir: dir.to_path_buf() })
+        Ok(ReportStore::at(dir))
     }
 
     /// A read-only view (for `leaktrace oom` / `report`): no creation, no write test.
     pub fn at(dir: &Path) -> ReportStore {
-        ReportStore { dir: dir.to_path_buf() }
+        ReportStore {
+            dir: dir.to_path_buf(),
+            groups: Default::default(),
+        }
     }
 
     fn write_json<T: Serialize>(&self, stem: &str, value: &T) -> anyhow::Result<PathBuf> {
@@ -70,7 +73,21 @@ impl ReportStore {
         self.write_json(&r.id, r)
     }
 
-    pub fn write_snapshot(&self, s: &super::Snapshot) -> anyhow::Result<PathBuf> {
+    /// Writes a new OOM report; for a `memory.oom.group` kill, links it with the other victims'
+    /// reports (rewriting those). Returns its path and the report as written.
+    pub fn write_oom(&self, r: OomReport) -> anyhow::Result<(PathBuf, OomReport)> {
+        let linked = match self.groups.lock() {
+            Ok(mut g) => g.link(r),
+            Err(poisoned) => poisoned.into_inner().link(r),
+        };
+        let (last, earlier) = linked.split_last().expect("link returns the report");
+        for other in earlier {
+            self.write(other)?;
+        }
+        Ok((self.write(last)?, last.clone()))
+    }
+
+    pub fn write_snapshot(&self, s: &crate::state::Snapshot) -> anyhow::Result<PathBuf> {
         self.write_json(&format!("snapshot-{}-{}", s.taken_unix_ms, s.pid), s)
     }
 

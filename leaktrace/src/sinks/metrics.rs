@@ -7,7 +7,7 @@
 //! every update, so processes that left the top N or exited disappear. Command lines are never
 //! put in labels (argv can carry secrets).
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, Mutex, atomic::AtomicU64},
     time::Duration,
 };
@@ -27,15 +27,13 @@ use tokio::{
 
 use crate::{
     analysis::predict::LimitKind,
-    monitor::{Monitor, Update},
+    output::Event,
     state::{Proc, ProcessTable},
-    sys::proc::{MemInfo, Psi, read_meminfo, read_psi_memory, read_stat, read_status, read_vmstat_oom_kill},
+    sys::{
+        host::{self, HostMemory},
+        proc::{read_stat, read_status},
+    },
 };
-
-/// Where `--metrics` without a value listens.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
-/// Default for `--metrics-top`.
-pub const DEFAULT_TOP: u64 = 50;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -45,20 +43,6 @@ const MAX_REQUEST: usize = 8192;
 const MAX_CONNECTIONS: usize = 16;
 /// A connection that has not sent its request and read the answer by then is dropped.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `--metrics` value: `HOST:PORT` (an IP address, v6 in brackets) or a bare `PORT` (on 127.0.0.1).
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let t = s.trim();
-    if let Ok(a) = t.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(port) = t.parse::<u16>() {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-    }
-    Err(format!(
-        "`{s}` is not an address to listen on (e.g. 127.0.0.1:9464, [::1]:9464, 9464)"
-    ))
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcLabels {
@@ -94,25 +78,6 @@ struct KindLabels {
 }
 
 type GaugeF = Gauge<f64, AtomicU64>;
-
-/// What the host looked like at one update (each part absent when unreadable).
-#[derive(Debug, Default, Clone)]
-pub struct HostReading {
-    pub meminfo: Option<MemInfo>,
-    pub psi: Option<Psi>,
-    /// `/proc/vmstat` `oom_kill`.
-    pub oom_kills: Option<u64>,
-}
-
-impl HostReading {
-    pub fn read() -> HostReading {
-        HostReading {
-            meminfo: read_meminfo().ok(),
-            psi: read_psi_memory(),
-            oom_kills: read_vmstat_oom_kill().ok(),
-        }
-    }
-}
 
 /// The agent's own usage.
 #[derive(Debug, Default, Clone, Copy)]
@@ -156,9 +121,14 @@ pub struct Metrics {
     cpu: Counter<f64, AtomicU64>,
     resident: Gauge,
     tracked: Gauge,
+    /// JVM / CPython collectors.
+    gc: super::gc_metrics::GcMetrics,
+    probe_diagnostics: Counter,
     /// Totals already added to the counters that mirror totals kept elsewhere.
     seen_events: [u64; EVENT_KIND_SLOTS as usize],
     seen_host_oom: u64,
+    /// Issue 14: descriptors, kernel memory, the host's parts and clues.
+    res: super::resmetrics::ResourceMetrics,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -200,8 +170,11 @@ impl Metrics {
             cpu: Counter::default(),
             resident: Gauge::default(),
             tracked: Gauge::default(),
+            gc: super::gc_metrics::GcMetrics::default(),
+            probe_diagnostics: Counter::default(),
             seen_events: [0; EVENT_KIND_SLOTS as usize],
             seen_host_oom: 0,
+            res: super::resmetrics::ResourceMetrics::default(),
         };
         let bytes = || Unit::Bytes;
         r.register_with_unit(
@@ -296,6 +269,12 @@ impl Metrics {
             "Processes in leaktrace's process table",
             m.tracked.clone(),
         );
+        m.gc.register(&mut r);
+        r.register(
+            "leaktrace_probe_diagnostics",
+            "Lines the eBPF probes logged on a cold path (a map update failed, a record not laid out as its format file said); each is also on stderr",
+            m.probe_diagnostics.clone(),
+        );
         // Every kind is present from the start, at 0.
         for kind in EventKind::ALL {
             let l = KindLabels {
@@ -304,26 +283,20 @@ impl Metrics {
             let _ = m.events.get_or_create(&l);
             let _ = m.dropped.get_or_create(&l);
         }
-        Metrics { registry: r, ..m }
+        let res = super::resmetrics::ResourceMetrics::register(&mut r, top);
+        Metrics { registry: r, res, ..m }
     }
 
-    /// Count what an update says (OOM kills, drops); call for every update, before it is consumed.
-    pub fn note(&self, u: &Update) {
-        match u {
-            Update::OomKill { victim, live, .. } => {
-                let cgroup = victim
-                    .as_ref()
-                    .and_then(|v| v.memcg.as_ref())
-                    .or(live.memcg.as_ref())
-                    .map(|m| m.rel.clone())
-                    .unwrap_or_default();
+    /// Count what an event says (OOM kills, drops).
+    pub fn note(&self, e: &Event) {
+        match e {
+            Event::OomKill { context, .. } => {
+                let cgroup = context.as_ref().and_then(|c| c.memcg.clone()).unwrap_or_default();
                 self.oom_kills.get_or_create(&CgroupLabels { cgroup }).inc();
             }
-            Update::Dropped { kind, count } => {
+            Event::Dropped { kind, count, .. } => {
                 self.dropped
-                    .get_or_create(&KindLabels {
-                        kind: kind.name().into(),
-                    })
+                    .get_or_create(&KindLabels { kind: kind.clone() })
                     .inc_by(*count);
             }
             _ => {}
@@ -336,13 +309,14 @@ impl Metrics {
         let mut procs: Vec<&Proc> = table.iter().collect();
         procs.sort_unstable_by(|a, b| rank(a, b));
         procs.truncate(self.top);
+        self.gc.set(&procs);
         self.rss.clear();
         self.growth.clear();
         self.leak.clear();
         self.eta.clear();
         for p in procs {
             let pid = p.key.pid.to_string();
-            let cgroup = p.memcg.as_ref().map(|m| m.rel.clone()).unwrap_or_default();
+            let cgroup = p.memcg.clone().unwrap_or_default();
             let l = ProcLabels {
                 pid,
                 comm: p.comm.clone(),
@@ -366,15 +340,15 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(p.verdict.map_or(0.0, |v| v.growth_bytes_per_sec));
             self.leak.get_or_create(&l).set(i64::from(p.flagged));
-            if let Some((eta, kind, _)) = p.eta {
-                let limit = if kind == LimitKind::Memcg { "memcg" } else { "host" };
+            if let Some(eta) = p.eta {
+                let limit = if eta.limit == LimitKind::Memcg { "memcg" } else { "host" };
                 let el = EtaLabels {
                     pid: l.pid.clone(),
                     comm: l.comm.clone(),
                     cgroup: l.cgroup.clone(),
                     limit: limit.into(),
                 };
-                self.eta.get_or_create(&el).set(eta);
+                self.eta.get_or_create(&el).set(eta.secs);
             }
         }
     }
@@ -395,23 +369,33 @@ impl Metrics {
         }
     }
 
-    pub fn set_host(&mut self, h: &HostReading) {
-        if let Some(mi) = &h.meminfo {
+    pub fn set_host(&mut self, h: &HostMemory) {
+        if let Some(mi) = &h.mem {
             self.mem_available.set(to_i64(mi.mem_available));
             self.mem_total.set(to_i64(mi.mem_total));
             self.swap_total.set(to_i64(mi.swap_total));
-            self.swap_used.set(to_i64(mi.swap_total.saturating_sub(mi.swap_free)));
+            self.swap_used.set(to_i64(mi.swap_used()));
         }
-        if let Some(psi) = &h.psi {
-            // The kernel prints percent; exported as a ratio.
-            self.psi_some.set(psi.some.avg10 / 100.0);
-            self.psi_full.set(psi.full.as_ref().map_or(0.0, |f| f.avg10 / 100.0));
+        // The kernel prints percent; exported as a ratio.
+        if let Some(some) = h.psi_some_avg10 {
+            self.psi_some.set(some / 100.0);
+        }
+        if let Some(full) = h.psi_full_avg10 {
+            self.psi_full.set(full / 100.0);
         }
         if let Some(n) = h.oom_kills
             && n > self.seen_host_oom
         {
             self.host_oom_kills.inc_by(n - self.seen_host_oom);
             self.seen_host_oom = n;
+        }
+    }
+
+    /// The probes' diagnostic lines so far (a total kept by `probes::diag`).
+    pub fn set_probe_diagnostics(&self, total: u64) {
+        let seen = self.probe_diagnostics.get();
+        if total > seen {
+            self.probe_diagnostics.inc_by(total - seen);
         }
     }
 
@@ -445,26 +429,43 @@ impl Exporter {
             .await
             .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
         let addr = listener.local_addr().unwrap_or(addr);
-        let mut m = Metrics::new(top, read_psi_memory().is_some());
-        m.set_host(&HostReading::read());
+        let mut m = Metrics::new(top, host::psi_available());
+        m.set_host(&HostMemory::read());
         m.set_self(SelfReading::read());
         let metrics = Arc::new(Mutex::new(m));
         tokio::spawn(serve(listener, Arc::clone(&metrics)));
         Ok(Exporter { metrics, addr })
     }
 
-    /// After each batch of monitor updates (before they are consumed).
-    pub fn update(&self, mon: &Monitor, ups: &[Update]) {
-        let host = HostReading::read();
+    /// After each batch of monitor events: the events, the process table and the pipeline's counters.
+    /// `counts`: kernel events decoded per kind since start (`EventKind as usize`);
+    /// `probe_diagnostics`: lines the probes have logged since start (`Probes::diagnostics_logged`).
+    pub fn update(
+        &self,
+        events: &[Event],
+        table: &ProcessTable,
+        counts: &[u64; EVENT_KIND_SLOTS as usize],
+        probe_diagnostics: u64,
+    ) {
+        let host = HostMemory::read();
         let me = SelfReading::read();
         let mut m = self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for u in ups {
-            m.note(u);
+        for e in events {
+            m.note(e);
         }
-        m.set_processes(&mon.table);
-        m.set_event_counts(&mon.source().counts());
+        m.set_processes(table);
+        m.set_event_counts(counts);
         m.set_host(&host);
         m.set_self(me);
+        m.set_probe_diagnostics(probe_diagnostics);
+    }
+}
+
+impl Exporter {
+    /// Issue 14's metrics, from the monitor's state after each batch.
+    pub fn update_resources(&self, v: &super::resmetrics::View) {
+        let m = self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.res.set(v);
     }
 }
 
@@ -558,20 +559,24 @@ async fn connection(mut sock: TcpStream, metrics: &Mutex<Metrics>) -> std::io::R
 mod tests {
     use super::*;
     use crate::{
-        state::{ProcKey, timeline::TimelineConfig},
-        sys::proc::{PsiLine, parse_status},
+        input::{Identity, Obs},
+        state::{Eta, timeline::TimelineConfig},
+        sys::host::MemInfo,
     };
 
     fn table(n: u32) -> ProcessTable {
         let mut t = ProcessTable::new(100, TimelineConfig::default());
         for pid in 1..=n {
-            let st = parse_status(&format!(
-                "Name:\tproc{pid}\nTgid:\t{pid}\nPPid:\t1\nUid:\t0\t0\t0\t0\nVmSize:\t100000 kB\nVmRSS:\t{} kB\nRssAnon:\t{} kB\nRssFile:\t4 kB\nRssShmem:\t0 kB\nVmSwap:\t8 kB\nThreads:\t1\n",
-                pid * 100 + 4,
-                pid * 100
-            ))
-            .unwrap();
-            t.observe(ProcKey { pid, start_ticks: 1 }, &st, 0.0);
+            let id = Identity {
+                pid,
+                start: 1,
+                ppid: 1,
+                comm: format!("proc{pid}"),
+                ..Identity::default()
+            };
+            t.start(&id, 0.0);
+            let kb = u64::from(pid) * 100 * 1024;
+            t.observe(&Obs(pid, 1, kb, 4096, 0, 8192, None), 0.0);
         }
         t
     }
@@ -588,37 +593,30 @@ mod tests {
         let mut t = table(3);
         let p = t.get_mut(1).unwrap();
         p.flagged = true;
-        p.eta = Some((120.5, LimitKind::Memcg, 1 << 30));
+        p.eta = Some(Eta {
+            secs: 120.5,
+            limit: LimitKind::Memcg,
+            limit_bytes: 1 << 30,
+        });
         m.set_processes(&t);
         let mut counts = [0u64; EVENT_KIND_SLOTS as usize];
         counts[EventKind::Mmap as usize] = 7;
         m.set_event_counts(&counts);
         counts[EventKind::Mmap as usize] = 9;
         m.set_event_counts(&counts);
-        m.note(&Update::Dropped {
-            kind: EventKind::Brk,
-            count: 3,
-        });
-        let line = |v: f64| PsiLine {
-            avg10: v,
-            avg60: 0.0,
-            avg300: 0.0,
-            total_usec: 0,
-        };
-        m.set_host(&HostReading {
-            meminfo: Some(MemInfo {
+        m.note(&Event::dropped(1, "brk", 3));
+        m.set_host(&HostMemory {
+            mem: Some(MemInfo {
                 mem_total: 8 << 30,
                 mem_available: 6 << 30,
                 swap_total: 2 << 30,
                 swap_free: 1 << 30,
             }),
-            psi: Some(Psi {
-                some: line(12.5),
-                full: Some(line(2.0)),
-            }),
+            psi_some_avg10: Some(12.5),
+            psi_full_avg10: Some(2.0),
             oom_kills: Some(4),
         });
-        m.set_host(&HostReading {
+        m.set_host(&HostMemory {
             oom_kills: Some(5),
             ..Default::default()
         });
@@ -626,6 +624,8 @@ mod tests {
             cpu_secs: 1.5,
             resident_bytes: 12345,
         });
+        m.set_probe_diagnostics(2);
+        m.set_probe_diagnostics(5);
         let s = m.encode();
 
         assert!(s.ends_with("# EOF\n"), "{s}");
@@ -670,6 +670,7 @@ mod tests {
         assert!(s.contains("leaktrace_agent_cpu_seconds_total 1.5\n"), "{s}");
         assert!(s.contains("leaktrace_agent_resident_memory_bytes 12345\n"), "{s}");
         assert!(s.contains("leaktrace_tracked_processes 3\n"), "{s}");
+        assert!(s.contains("leaktrace_probe_diagnostics_total 5\n"), "{s}");
         assert!(s.contains("leaktrace_host_memory_total_bytes 8589934592\n"), "{s}");
         assert!(s.contains("leaktrace_host_swap_used_bytes 1073741824\n"), "{s}");
         assert!(s.contains("leaktrace_host_psi_memory_some_avg10 0.125\n"), "{s}");
@@ -678,7 +679,7 @@ mod tests {
         assert!(lines_of(&s, "leaktrace_oom_kills_total").is_empty(), "{s}");
 
         // A process that exits (or leaves the top N) loses its series.
-        t.remove(1);
+        t.remove_life((1, 1));
         m.set_processes(&t);
         let s = m.encode();
         assert!(!s.contains(r#"pid="1""#), "{s}");
@@ -702,15 +703,5 @@ mod tests {
         assert_eq!(respond("GET /nope HTTP/1.1", &m).0, "404 Not Found");
         assert_eq!(respond("POST /metrics HTTP/1.1", &m).0, "405 Method Not Allowed");
         assert!(respond("HEAD /metrics HTTP/1.1", &m).3);
-    }
-
-    #[test]
-    fn metrics_addresses() {
-        assert_eq!(parse_addr(DEFAULT_ADDR).unwrap(), "127.0.0.1:9464".parse().unwrap());
-        assert_eq!(parse_addr("9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
-        assert_eq!(parse_addr("[::1]:9464").unwrap(), "[::1]:9464".parse().unwrap());
-        for bad in ["", "localhost:9464", "1.2.3.4", "1.2.3.4:99999", "abc"] {
-            assert!(parse_addr(bad).is_err(), "{bad}");
-        }
     }
 }

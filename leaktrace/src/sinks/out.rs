@@ -1,22 +1,21 @@
 //! Line output to stdout that treats a closed pipe (`| head`) as a quiet end, not an error.
 use std::io::{self, BufWriter, Stdout, Write};
 
+use crate::output::Event;
+
 pub struct Out {
     w: BufWriter<Stdout>,
     closed: bool,
-}
-
-impl Default for Out {
-    fn default() -> Self {
-        Self::new()
-    }
+    json: bool,
 }
 
 impl Out {
-    pub fn new() -> Self {
+    /// `json`: events as JSON lines, else as text.
+    pub fn new(json: bool) -> Self {
         Self {
             w: BufWriter::new(io::stdout()),
             closed: false,
+            json,
         }
     }
 
@@ -25,16 +24,26 @@ impl Out {
         !self.closed
     }
 
+    /// One event, in the chosen form.
+    pub fn emit(&mut self, e: &Event) -> io::Result<()> {
+        if self.json {
+            self.line(&e.json())
+        } else {
+            self.line(&e.text())
+        }
+    }
+
+    /// Any serialisable value as one JSON line (listings that are not events: `oom --json`).
+    pub fn json<T: serde::Serialize>(&mut self, v: &T) -> io::Result<()> {
+        self.line(&serde_json::to_string(v).map_err(io::Error::other)?)
+    }
+
     pub fn line(&mut self, s: &str) -> io::Result<()> {
         if self.closed {
             return Ok(());
         }
         let r = writeln!(self.w, "{s}");
         self.check(r)
-    }
-
-    pub fn json(&mut self, v: &serde_json::Value) -> io::Result<()> {
-        self.line(&v.to_string())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

@@ -1,12 +1,14 @@
 //! From user addresses to frame names: the process's mappings (captured from /proc/PID/maps while
 //! it lives) give the file and file offset of each address; blazesym resolves that offset in the
 //! file (ELF symbols, DWARF when present, Rust/C++ demangled). One `Symbolizer` lives as long as
-//! the agent, so each binary is parsed once. An address that cannot be named is shown as
-//! `module+0xoffset` (file offset), or as the bare address outside any file mapping — never dropped.
+//! the agent, so each binary is parsed once. Files are opened the way the process sees them
+//! (`binfile::locate`: containers, deleted binaries). Addresses outside any file (JIT code) are
+//! named from the process's perf map when it has one (`perfmap`). An address that cannot be named
+//! is shown as `module+0xoffset` (file offset), or as the bare address outside any file mapping —
+//! never dropped.
 use std::{
     collections::HashMap,
     fs,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -16,6 +18,11 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
+use super::{binfile, perfmap::PerfMap};
+
+/// Module name of frames named from a perf map.
+pub const JIT_MODULE: &str = "[jit]";
+
 /// One line of /proc/PID/maps that maps a file (or a named region such as `[vdso]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
@@ -24,6 +31,8 @@ pub struct Mapping {
     pub offset: u64,
     pub dev: (u64, u64),
     pub inode: u64,
+    /// Mapped executable.
+    pub exec: bool,
     /// As the process sees it (its mount namespace); `[vdso]` & co. for named regions.
     pub path: String,
 }
@@ -48,7 +57,7 @@ pub fn parse_maps(pid: u32, text: &str) -> ProcMaps {
     let mut maps = Vec::new();
     for line in text.lines() {
         let mut f = line.splitn(6, ' ');
-        let (Some(range), Some(_perms), Some(off), Some(dev), Some(inode)) =
+        let (Some(range), Some(perms), Some(off), Some(dev), Some(inode)) =
             (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             continue;
@@ -72,6 +81,7 @@ pub fn parse_maps(pid: u32, text: &str) -> ProcMaps {
             offset,
             dev,
             inode: inode.parse().unwrap_or(0),
+            exec: perms.as_bytes().get(2) == Some(&b'x'),
             path: path.to_string(),
         });
     }
@@ -112,10 +122,16 @@ pub fn is_c_runtime(module: &str) -> bool {
         || module.starts_with("libpthread")
 }
 
+/// Bound on the (file, offset) → name cache; it is emptied when it grows past this.
+const MAX_NAMES: usize = 1 << 20;
+/// Bound on the files blazesym keeps parsed; the symbolizer is renewed past this.
+const MAX_FILES: usize = 512;
+
 pub struct Resolver {
     sym: Symbolizer,
     /// (file, file offset) → name; None = the file has no symbol there.
     names: HashMap<(PathBuf, u64), Option<String>>,
+    files: std::collections::HashSet<PathBuf>,
 }
 
 impl Default for Resolver {
@@ -126,56 +142,52 @@ impl Default for Resolver {
 
 impl Resolver {
     pub fn new() -> Self {
-        let sym = Symbolizer::builder()
+        Resolver {
+            sym: Self::symbolizer(),
+            names: HashMap::new(),
+            files: Default::default(),
+        }
+    }
+
+    fn symbolizer() -> Symbolizer {
+        Symbolizer::builder()
             .enable_code_info(false)
             .enable_inlined_fns(false)
             .enable_demangling(true)
-            .build();
-        Resolver {
-            sym,
-            names: HashMap::new(),
-        }
+            .build()
     }
 
-    /// The file to read for `m`: its path when that is the same file (device and inode), else
-    /// the process's own handle on it (deleted files, other mount namespaces) while it lives.
-    fn file_of(m: &Mapping, pid: u32) -> Option<PathBuf> {
-        if m.path.starts_with('[') {
-            return None;
-        }
-        let p = Path::new(&m.path);
-        if let Ok(md) = fs::metadata(p)
-            && md.ino() == m.inode
-        {
-            return Some(p.to_path_buf());
-        }
-        let handle = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
-        handle.exists().then_some(handle)
-    }
-
-    /// Names for user addresses (innermost first), using `maps` captured from the process.
-    pub fn resolve(&mut self, maps: Option<&ProcMaps>, addrs: &[u64]) -> Vec<Frame> {
+    /// Names for user addresses (innermost first), using `maps` captured from the process and
+    /// its perf map `jit` for code outside any file.
+    pub fn resolve(&mut self, maps: Option<&ProcMaps>, jit: Option<&PerfMap>, addrs: &[u64]) -> Vec<Frame> {
         let mut out: Vec<Option<Frame>> = vec![None; addrs.len()];
         // Group by file: one blazesym call per file.
         let mut by_file: HashMap<PathBuf, Vec<(usize, u64)>> = HashMap::new();
         for (i, &addr) in addrs.iter().enumerate() {
+            // Return addresses point after the call: look up the call itself (all but the first).
+            let look = if i == 0 { addr } else { addr.saturating_sub(1) };
             let Some(m) = maps.and_then(|p| p.find(addr)) else {
-                out[i] = Some(Frame {
-                    text: format!("{addr:#x}"),
-                    module: None,
+                out[i] = Some(match jit.and_then(|j| j.lookup(look)) {
+                    Some(name) => Frame {
+                        text: name.to_string(),
+                        module: Some(JIT_MODULE.into()),
+                    },
+                    None => Frame {
+                        text: format!("{addr:#x}"),
+                        module: None,
+                    },
                 });
                 continue;
             };
-            // Return addresses point after the call: look up the call itself (all but the first).
-            let look = if i == 0 { addr } else { addr - 1 };
-            let file_off = look - m.start + m.offset;
+            // (A return address may be a mapping's first byte: a uretprobe's trampoline.)
+            let file_off = look.saturating_sub(m.start) + m.offset;
             let pid = maps.map_or(0, |p| p.pid);
             let module = m.module().to_string();
             let fallback = Frame {
                 text: format!("{module}+{:#x}", addr - m.start + m.offset),
                 module: Some(module.clone()),
             };
-            match Self::file_of(m, pid) {
+            match binfile::locate(pid, m) {
                 Some(f) => {
                     if let Some(name) = self.names.get(&(f.clone(), file_off)) {
                         out[i] = Some(match name {
@@ -193,7 +205,16 @@ impl Resolver {
                 None => out[i] = Some(fallback),
             }
         }
+        if self.names.len() > MAX_NAMES {
+            self.names.clear();
+        }
         for (file, items) in by_file {
+            if self.files.insert(file.clone()) && self.files.len() > MAX_FILES {
+                // blazesym keeps every file it parsed: start afresh past the bound.
+                self.sym = Self::symbolizer();
+                self.files.clear();
+                self.files.insert(file.clone());
+            }
             let offs: Vec<u64> = items.iter().map(|(_, o)| *o).collect();
             let names = self.names_in(&file, &offs);
             for ((i, off), name) in items.iter().zip(names) {
@@ -266,6 +287,26 @@ mod tests {
         assert!(m.find(0x7f0000000010).is_none());
         assert!(m.find(0x10).is_none());
         assert_eq!(m.find(0x7ffd00000010).unwrap().path, "[vdso]");
+        assert!(text.exec && !m.find(0x55d0c0a00010).unwrap().exec);
+    }
+
+    #[test]
+    fn jit_frames_from_the_perf_map() {
+        let dir = std::env::temp_dir().join(format!("lt-unwind-jit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("perf-9.map");
+        fs::write(&path, "7f0000000000 100 JS:*leakyCache /app/leak.js:3\n").unwrap();
+        let mut jit = PerfMap::from_path(path);
+        jit.refresh();
+        let m = parse_maps(u32::MAX, MAPS);
+        let mut r = Resolver::new();
+        // Innermost frame at the map's start; a return address just past it is looked up at -1.
+        let f = r.resolve(Some(&m), Some(&jit), &[0x7f0000000000, 0x7f0000000100, 0x7f0000000101]);
+        assert_eq!(f[0].text, "JS:*leakyCache /app/leak.js:3");
+        assert_eq!(f[0].module.as_deref(), Some(JIT_MODULE));
+        assert_eq!(f[1].text, "JS:*leakyCache /app/leak.js:3");
+        assert_eq!(f[2].text, "0x7f0000000101");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -277,6 +318,7 @@ mod tests {
         let mut r = Resolver::new();
         let f = r.resolve(
             Some(&m),
+            None,
             &[0x55d0c0a01139, 0x55d0c0a0113a, 0x7f0000000010, 0x7ffd00000010],
         );
         assert_eq!(f[0].text, "leaker-stripped+0x1139");
@@ -284,7 +326,7 @@ mod tests {
         assert_eq!(f[2].text, "0x7f0000000010");
         assert_eq!(f[3].text, "[vdso]+0x10");
         assert_eq!(f[0].module.as_deref(), Some("leaker-stripped"));
-        let none = r.resolve(None, &[0x1234]);
+        let none = r.resolve(None, None, &[0x1234]);
         assert_eq!(none[0].text, "0x1234");
     }
 
@@ -297,6 +339,7 @@ mod tests {
         let mut r = Resolver::new();
         let f = r.resolve(
             Some(&maps),
+            None,
             &[
                 libc::malloc as *const () as u64,
                 unknown_addresses_become_module_offsets as *const () as u64 + 1,

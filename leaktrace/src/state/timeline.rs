@@ -1,18 +1,18 @@
 //! Bounded per-process RSS timeline.
 //!
-//! The newest `full_res` samples are kept as they are. Older samples are
-//! folded, `coarse_factor` at a time, into coarse buckets that keep the
-//! minimum RSS (the floor is what leak detection looks at), the maximum RSS
-//! and the mean time; at most `coarse_cap` buckets are kept. The peak RSS
-//! over the whole life of the timeline survives eviction.
+//! Each sample is the footprint at the end of an interval and its *low*: the
+//! lowest footprint during the interval when the kernel knows it (else the
+//! same value). The newest `full_res` samples are kept as they are. Older
+//! samples are folded, `coarse_factor` at a time, into coarse buckets that
+//! keep the minimum (the floor is what leak detection looks at) and the mean
+//! time; at most `coarse_cap` buckets are kept.
 //!
-//! Storage: times are milliseconds (u32) from a base time, RSS is in 4 KiB
-//! units (u32, saturating at 16 TiB): 8 bytes per full-resolution sample and
-//! 12 bytes per bucket, i.e. about 9 KiB for a full timeline with the
+//! Storage: times are milliseconds (u32) from a base time, bytes are in 4 KiB
+//! units (u32, saturating at 16 TiB): 12 bytes per full-resolution sample and
+//! 8 bytes per bucket, i.e. about 10 KiB for a full timeline with the
 //! defaults (600 s at 1 s + 1 h of 10 s buckets).
 
 use std::collections::VecDeque;
-use std::mem::size_of;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,18 +46,12 @@ impl Default for TimelineConfig {
     }
 }
 
-/// A point of the min/max band of a timeline (for charts).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Envelope {
-    pub t_secs: f64,
-    pub min_bytes: u64,
-    pub max_bytes: u64,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Point {
     ms: u32,
     units: u32,
+    /// The interval's low (≤ `units`).
+    low: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +59,6 @@ struct Bucket {
     /// Mean time of the folded samples.
     ms: u32,
     min: u32,
-    max: u32,
 }
 
 /// Bucket being filled.
@@ -75,7 +68,6 @@ struct Pending {
     first_ms: u32,
     sum_ms: u64,
     min: u32,
-    max: u32,
 }
 
 impl Pending {
@@ -83,7 +75,6 @@ impl Pending {
         (self.n > 0).then(|| Bucket {
             ms: u32::try_from(self.sum_ms / u64::from(self.n)).unwrap_or(u32::MAX),
             min: self.min,
-            max: self.max,
         })
     }
 }
@@ -98,7 +89,6 @@ pub struct Timeline {
     full: VecDeque<Point>,
     pending: Pending,
     coarse: VecDeque<Bucket>,
-    peak: u64,
 }
 
 impl Timeline {
@@ -115,14 +105,25 @@ impl Timeline {
             full: VecDeque::new(),
             pending: Pending::default(),
             coarse: VecDeque::new(),
-            peak: 0,
         }
     }
 
-    /// Append a sample. Samples must come in time order: a time earlier than
-    /// the previous one is taken as equal to it; a non-finite time is
-    /// ignored. Times are kept to the millisecond.
+    /// The most samples a timeline with `cfg` holds: samples pushed longer ago than this many
+    /// pushes have left it.
+    pub fn retention(cfg: &TimelineConfig) -> usize {
+        let factor = cfg.coarse_factor.max(1);
+        cfg.full_res.max(1) + factor * cfg.coarse_cap + (factor - 1)
+    }
+
+    /// Append a sample whose low is not known (the same value).
     pub fn push(&mut self, t_secs: f64, rss_bytes: u64) {
+        self.push_low(t_secs, rss_bytes, rss_bytes);
+    }
+
+    /// Append a sample: the value at the end of the interval and the lowest value during it.
+    /// Samples must come in time order: a time earlier than the previous one is taken as equal
+    /// to it; a non-finite time is ignored. Times are kept to the millisecond.
+    pub fn push_low(&mut self, t_secs: f64, rss_bytes: u64, low_bytes: u64) {
         if !t_secs.is_finite() {
             return;
         }
@@ -133,9 +134,10 @@ impl Timeline {
                 t_secs
             }
         };
-        self.peak = self.peak.max(rss_bytes);
         let ms = self.offset_ms(t);
-        let units = u32::try_from(rss_bytes.saturating_add(UNIT / 2) / UNIT).unwrap_or(u32::MAX);
+        let to_units = |b: u64| u32::try_from(b.saturating_add(UNIT / 2) / UNIT).unwrap_or(u32::MAX);
+        let units = to_units(rss_bytes);
+        let low = to_units(low_bytes).min(units);
 
         if self.full.len() >= self.cfg.full_res
             && let Some(old) = self.full.pop_front()
@@ -143,17 +145,13 @@ impl Timeline {
             self.fold(old);
         }
         grow_bounded(&mut self.full, self.cfg.full_res);
-        self.full.push_back(Point { ms, units });
+        self.full.push_back(Point { ms, units, low });
         self.last_t = Some(t);
     }
 
     /// Number of samples [`samples`](Self::samples) returns.
     pub fn len(&self) -> usize {
         self.coarse.len() + usize::from(self.pending.n > 0) + self.full.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The whole timeline, oldest first: coarse buckets (mean time, minimum
@@ -166,69 +164,22 @@ impl Timeline {
         out
     }
 
-    /// Samples with `t >= last_t - window_secs` (in the order of
-    /// [`samples`](Self::samples)). A negative or NaN window gives the last
-    /// sample only; an infinite one gives everything.
-    pub fn recent(&self, window_secs: f64) -> Vec<Sample> {
-        let Some(last) = self.last_t else {
-            return Vec::new();
-        };
-        let w = if window_secs >= 0.0 { window_secs } else { 0.0 };
-        let cutoff = last - w;
-        let mut out = Vec::new();
-        let c0 = self.coarse.partition_point(|b| self.time(b.ms) < cutoff);
-        out.extend(self.coarse.range(c0..).map(|b| self.bucket_sample(b)));
-        if let Some(b) = self.pending.bucket()
-            && self.time(b.ms) >= cutoff
-        {
-            out.push(self.bucket_sample(&b));
-        }
-        let f0 = self.full.partition_point(|p| self.time(p.ms) < cutoff);
-        out.extend(self.full.range(f0..).map(|p| self.point_sample(p)));
+    /// Like [`samples`](Self::samples), each sample's low instead of its end value: the series
+    /// the floor is judged on.
+    pub fn lows(&self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend(self.coarse.iter().map(|b| self.bucket_sample(b)));
+        out.extend(self.pending.bucket().map(|b| self.bucket_sample(&b)));
+        out.extend(self.full.iter().map(|p| Sample {
+            t_secs: self.time(p.ms),
+            rss_bytes: u64::from(p.low) * UNIT,
+        }));
         out
-    }
-
-    /// Oldest retained sample (first of [`samples`](Self::samples)).
-    pub fn first(&self) -> Option<Sample> {
-        if let Some(b) = self.coarse.front() {
-            return Some(self.bucket_sample(b));
-        }
-        if let Some(b) = self.pending.bucket() {
-            return Some(self.bucket_sample(&b));
-        }
-        self.full.front().map(|p| self.point_sample(p))
     }
 
     /// Newest sample.
     pub fn last(&self) -> Option<Sample> {
         self.full.back().map(|p| self.point_sample(p))
-    }
-
-    /// Highest RSS ever pushed (exact, including evicted samples); 0 if empty.
-    pub fn peak_bytes(&self) -> u64 {
-        self.peak
-    }
-
-    /// Min/max band over the whole timeline, oldest first: one point per
-    /// coarse bucket (min and max of the folded samples), then one per
-    /// full-resolution sample (min == max).
-    pub fn envelope(&self) -> Vec<Envelope> {
-        let band = |ms: u32, min: u32, max: u32| Envelope {
-            t_secs: self.time(ms),
-            min_bytes: u64::from(min) * UNIT,
-            max_bytes: u64::from(max) * UNIT,
-        };
-        let mut out = Vec::with_capacity(self.len());
-        out.extend(self.coarse.iter().map(|b| band(b.ms, b.min, b.max)));
-        out.extend(self.pending.bucket().map(|b| band(b.ms, b.min, b.max)));
-        out.extend(self.full.iter().map(|p| band(p.ms, p.units, p.units)));
-        out
-    }
-
-    /// Heap memory held by the sample buffers, bytes (add
-    /// `size_of::<Timeline>()` for the inline part).
-    pub fn heap_bytes(&self) -> usize {
-        self.full.capacity() * size_of::<Point>() + self.coarse.capacity() * size_of::<Bucket>()
     }
 
     fn time(&self, ms: u32) -> f64 {
@@ -293,11 +244,9 @@ impl Timeline {
         let pd = &mut self.pending;
         if pd.n == 0 {
             pd.first_ms = p.ms;
-            pd.min = p.units;
-            pd.max = p.units;
+            pd.min = p.low;
         } else {
-            pd.min = pd.min.min(p.units);
-            pd.max = pd.max.max(p.units);
+            pd.min = pd.min.min(p.low);
         }
         pd.n += 1;
         pd.sum_ms += u64::from(p.ms);
@@ -330,6 +279,8 @@ fn grow_bounded<T>(q: &mut VecDeque<T>, cap: usize) {
 
 #[cfg(test)]
 mod tests {
+    use std::mem::size_of;
+
     use super::*;
     use crate::analysis::classify::{ClassifierConfig, Pattern, classify};
 
@@ -349,17 +300,37 @@ mod tests {
         }
     }
 
+    /// Heap memory held by the sample buffers, bytes.
+    fn heap_bytes(t: &Timeline) -> usize {
+        t.full.capacity() * size_of::<Point>() + t.coarse.capacity() * size_of::<Bucket>()
+    }
+
     #[test]
     fn empty() {
         let t = Timeline::new(TimelineConfig::default());
-        assert!(t.is_empty());
         assert_eq!(t.len(), 0);
         assert_eq!(t.samples(), vec![]);
-        assert_eq!(t.recent(10.0), vec![]);
-        assert_eq!(t.first(), None);
+        assert_eq!(t.lows(), vec![]);
         assert_eq!(t.last(), None);
-        assert_eq!(t.peak_bytes(), 0);
-        assert_eq!(t.heap_bytes(), 0);
+        assert_eq!(heap_bytes(&t), 0);
+    }
+
+    #[test]
+    fn lows_are_the_floor_series() {
+        let mut t = Timeline::new(small());
+        for i in 0..8u64 {
+            // End values swing by 40 MiB; the lows (troughs within each interval) stay at 10.
+            t.push_low(i as f64, (10 + 40 * (i % 2)) * MIB, 10 * MIB);
+        }
+        t.push(8.0, 12 * MIB);
+        let (s, l) = (t.samples(), t.lows());
+        assert_eq!(s.len(), l.len());
+        assert!(l.iter().all(|x| x.rss_bytes <= 12 * MIB), "{l:?}");
+        assert_eq!(s.last().unwrap().rss_bytes, 12 * MIB);
+        assert_eq!(s[s.len() - 2].rss_bytes, 50 * MIB);
+        // A low above the value is taken as the value.
+        t.push_low(9.0, MIB, 5 * MIB);
+        assert_eq!(t.lows().last().unwrap().rss_bytes, MIB);
     }
 
     #[test]
@@ -388,7 +359,7 @@ mod tests {
         t.push(105.0, 6 * MIB);
         assert_eq!(t.len(), 6);
         assert_eq!(
-            t.first(),
+            t.samples().first().copied(),
             Some(Sample {
                 t_secs: 100.0,
                 rss_bytes: MIB
@@ -423,7 +394,7 @@ mod tests {
         assert_eq!(s.len(), t.len());
         assert_ordered(&s);
         assert_eq!(t.last().unwrap().t_secs, 9999.0 * 0.5);
-        assert_eq!(t.heap_bytes(), 5 * 8 + 4 * 12);
+        assert_eq!(heap_bytes(&t), 5 * 12 + 4 * 8);
     }
 
     #[test]
@@ -433,19 +404,19 @@ mod tests {
             t.push(i as f64, (100 + i % 7) * MIB);
         }
         assert_eq!(t.len(), 600 + 360 + 1);
-        let per = t.heap_bytes() + size_of::<Timeline>();
-        assert!(t.heap_bytes() <= 600 * 8 + 360 * 12, "{}", t.heap_bytes());
+        let per = heap_bytes(&t) + size_of::<Timeline>();
+        assert!(heap_bytes(&t) <= 600 * 12 + 360 * 8, "{}", heap_bytes(&t));
         assert!(per * 1000 < 10 * 1024 * 1024, "{per} bytes per process");
         // A short-lived process does not pay for a full ring.
         let mut short = Timeline::new(TimelineConfig::default());
         for i in 0..10 {
             short.push(i as f64, MIB);
         }
-        assert!(short.heap_bytes() <= 16 * 8, "{}", short.heap_bytes());
+        assert!(heap_bytes(&short) <= 16 * 12, "{}", heap_bytes(&short));
     }
 
     #[test]
-    fn downsampling_keeps_the_floor_and_max() {
+    fn downsampling_keeps_the_floor() {
         let mut t = Timeline::new(small());
         // A one-sample dip to 1 MiB among 50 MiB samples, then many more.
         for i in 0..12u64 {
@@ -456,42 +427,7 @@ mod tests {
         let s = t.samples();
         assert_eq!(s[1].rss_bytes, MIB, "{s:?}");
         assert_eq!(s[1].t_secs, 4.0); // mean of 3, 4, 5
-        let e = t.envelope();
-        assert_eq!(e[1].min_bytes, MIB);
-        assert_eq!(e[1].max_bytes, 50 * MIB + 5 * 4096);
-        assert_eq!(e[0].min_bytes, 50 * MIB);
-        assert_eq!(e.len(), s.len());
-        assert!(e.iter().all(|b| b.min_bytes <= b.max_bytes));
-    }
-
-    #[test]
-    fn peak_survives_eviction() {
-        let mut t = Timeline::new(small());
-        t.push(0.0, 999 * MIB + 17);
-        for i in 1..100 {
-            t.push(i as f64, MIB);
-        }
-        assert!(t.samples().iter().all(|s| s.rss_bytes == MIB));
-        assert_eq!(t.peak_bytes(), 999 * MIB + 17);
-    }
-
-    #[test]
-    fn recent_window() {
-        let mut t = Timeline::new(small());
-        for i in 0..30 {
-            t.push(i as f64, MIB);
-        }
-        let r = t.recent(2.0);
-        assert_eq!(r.iter().map(|s| s.t_secs).collect::<Vec<_>>(), vec![27.0, 28.0, 29.0]);
-        assert_eq!(t.recent(0.0).len(), 1);
-        assert_eq!(t.recent(-5.0).len(), 1);
-        assert_eq!(t.recent(f64::NAN).len(), 1);
-        assert_eq!(t.recent(f64::INFINITY), t.samples());
-        // Reaching into the coarse part: buckets have mean times.
-        let r = t.recent(8.0);
-        assert!(r.iter().all(|s| s.t_secs >= 21.0));
-        assert_ordered(&r);
-        assert!(r.len() > 5);
+        assert_eq!(s[0].rss_bytes, 50 * MIB);
     }
 
     #[test]
@@ -503,7 +439,7 @@ mod tests {
         });
         t.push(f64::NAN, 1);
         t.push(f64::INFINITY, 1);
-        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
         t.push(10.0, u64::MAX);
         t.push(5.0, 0); // out of order: kept at t = 10
         assert_eq!(t.len(), 1); // full_res 1, coarse disabled
@@ -514,7 +450,6 @@ mod tests {
                 rss_bytes: 0
             })
         );
-        assert_eq!(t.peak_bytes(), u64::MAX);
         let mut t = Timeline::new(TimelineConfig {
             full_res: 2,
             coarse_factor: 1,
@@ -546,8 +481,8 @@ mod tests {
         assert_ordered(&s);
         let last = t.last().unwrap();
         assert!((last.t_secs - (1e6 + 50.0 * day + 19.0)).abs() < 1e-3, "{last:?}");
-        let r = t.recent(3.0);
-        assert_eq!(r.len(), 4);
+        let recent = s.iter().filter(|x| x.t_secs >= last.t_secs - 3.0).count();
+        assert_eq!(recent, 4);
         // Even a 200-day gap keeps order (older times are squashed).
         t.push(1e6 + 250.0 * day, 3 * MIB);
         assert_ordered(&t.samples());
@@ -584,6 +519,5 @@ mod tests {
         }
         let v = classify(&t.samples(), &cfg);
         assert_eq!(v.pattern, Pattern::Tidal, "{v:?}");
-        assert_eq!(t.peak_bytes(), 100 * MIB);
     }
 }

@@ -278,17 +278,6 @@ pub fn v2_dir_has_memory(dir: &Path) -> bool {
     dir.join("memory.max").exists() || dir.join("memory.stat").exists()
 }
 
-/// Find the memory cgroup of `pid` using this process's mount table.
-pub fn find_memcg(pid: u32) -> io::Result<Option<MemcgPath>> {
-    find_memcg_in(Path::new(PROC_ROOT), pid)
-}
-
-pub fn find_memcg_in(proc_root: &Path, pid: u32) -> io::Result<Option<MemcgPath>> {
-    let cgroups = read_proc_cgroups_in(proc_root, pid)?;
-    let mounts = read_cgroup_mounts_in(proc_root)?;
-    Ok(resolve_memcg(&cgroups, &mounts, v2_dir_has_memory))
-}
-
 // ---------------------------------------------------------------------------
 // memory controller files
 // ---------------------------------------------------------------------------
@@ -394,12 +383,6 @@ pub fn parse_memory_events(text: &str) -> Result<MemoryEvents, ParseError> {
         oom_kill: g("oom_kill"),
         oom_group_kill: g("oom_group_kill"),
     })
-}
-
-/// `memory.stat` (v1 or v2): `key value` lines → map. Values are whatever
-/// unit the kernel uses (bytes for sizes, counts for events).
-pub fn parse_memory_stat(text: &str) -> Result<BTreeMap<String, u64>, ParseError> {
-    parse_flat_keyed(text, "memory.stat")
 }
 
 /// `key value` per line.
@@ -745,15 +728,6 @@ mod tests {
         assert!(parse_memory_events("max\n").is_err());
     }
 
-    #[test]
-    fn memory_stat() {
-        let m = parse_memory_stat("cache 1234\nrss 5678\ntotal_rss 5678\n").unwrap();
-        assert_eq!(m["rss"], 5678);
-        let m = parse_memory_stat("anon 1048576\nfile 0\nkernel 4096\n").unwrap();
-        assert_eq!(m["anon"], 1048576);
-        assert!(parse_memory_stat("anon x\n").is_err());
-    }
-
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("lt-cg-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -842,7 +816,12 @@ mod tests {
     fn live_self_discovery() {
         // Works on whatever this runs on; only checks consistency.
         let pid = std::process::id();
-        if let Some(m) = find_memcg(pid).unwrap() {
+        let found = resolve_memcg(
+            &read_proc_cgroups(pid).unwrap(),
+            &read_cgroup_mounts().unwrap(),
+            v2_dir_has_memory,
+        );
+        if let Some(m) = found {
             assert!(m.fs_path.is_dir(), "{m:?}");
             let s = read_memcg_stats(&m).unwrap();
             assert!(s.usage_bytes > 0);
@@ -898,7 +877,6 @@ mod tests {
             let _ = parse_counter(s);
             let _ = parse_oom_control(s);
             let _ = parse_memory_events(s);
-            let _ = parse_memory_stat(s);
         };
         for s in samples {
             for (i, _) in s.char_indices() {

@@ -1,14 +1,23 @@
 //! Pure-logic readers and parsers for the host facilities leaktrace looks at:
-//! `/proc` ([`proc`]), memory cgroups v1/v2 ([`cgroup`]), container attribution
+//! `/proc/<pid>` ([`proc`]), host-wide memory ([`host`]), the kernel's BTF ([`btf`]), memory
+//! cgroups v1/v2 ([`cgroup`]), container attribution
 //! from cgroup paths ([`container`]) and kernel OOM messages from `/dev/kmsg`
-//! or `dmesg` ([`kmsg`]).
+//! ([`kmsg`]).
 //!
-//! Every parser takes text, never panics, and reports problems with the shared
-//! [`ParseError`]. Readers are thin wrappers that read a file and call a parser.
+//! Every parser takes text (or any reader), never panics, and reports what is wrong with the
+//! shared [`ParseError`] or an `io::Error` of kind `InvalidData` naming the file. Readers are
+//! thin wrappers that read a file and call a parser. Where procfs-core has the parser, it is used.
 
+pub mod bpfmap;
+pub mod btf;
 pub mod cgroup;
 pub mod container;
+pub mod fds;
+pub mod host;
+pub mod hostmem;
+pub mod kmem;
 pub mod kmsg;
+pub mod memcg_levels;
 pub mod proc;
 
 use std::io;

@@ -1,6 +1,9 @@
 //! Helpers for the privileged integration tests: the real agent binary, real workloads, real cgroups.
 #![allow(dead_code)]
 
+pub mod prom;
+pub mod sites;
+
 use std::{
     fs,
     io::{BufRead, BufReader, Read as _},
@@ -28,6 +31,21 @@ pub fn workload() -> PathBuf {
     p
 }
 
+/// Timeouts are multiplied by `LEAKTRACE_TEST_TIMEOUT_SCALE` (default 1): the kernel matrix sets
+/// it for guests under software emulation (TCG), where everything runs several times slower.
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(timeout_scale())
+}
+
+/// `LEAKTRACE_TEST_TIMEOUT_SCALE`, at least 1.
+pub fn timeout_scale() -> f64 {
+    std::env::var("LEAKTRACE_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|k| k.is_finite() && *k >= 1.0)
+        .unwrap_or(1.0)
+}
+
 /// True when this test may load BPF programs. Under CI=true a machine that cannot is a failure,
 /// not a skip; locally the test is skipped with the reason printed.
 pub fn bpf_available(test: &str) -> bool {
@@ -51,6 +69,29 @@ pub fn bpf_available(test: &str) -> bool {
     false
 }
 
+/// `path` exists, or `apt-get install -y PACKAGE` makes it so (apt-get update and again on a
+/// first failure). A test that needs it fails, not skips, when it cannot be had.
+pub fn ensure_package(path: &str, package: &str) {
+    if Path::new(path).exists() {
+        return;
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").arg("update").status();
+        install();
+    }
+    assert!(
+        Path::new(path).exists(),
+        "{path} missing and `apt-get install {package}` did not provide it"
+    );
+}
+
 /// A running `leaktrace` whose stdout lines are collected.
 pub struct Agent {
     child: Child,
@@ -63,8 +104,14 @@ impl Agent {
     /// Start `leaktrace ARGS` and wait until it says it is attached (a line on stderr containing
     /// `ready_marker`).
     pub fn start(args: &[&str], ready_marker: &str) -> Agent {
+        Agent::start_env(args, &[], ready_marker)
+    }
+
+    /// [`Agent::start`] with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)], ready_marker: &str) -> Agent {
         let mut child = Command::new(AGENT)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -85,11 +132,14 @@ impl Agent {
         thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && line.contains(&marker) {
+                // Stored before the ready signal, so `stderr()` has the ready line once
+                // `start` returns.
+                let ready = !sent && line.contains(&marker);
+                s2.lock().unwrap().push(line);
+                if ready {
                     let _ = tx.send(());
                     sent = true;
                 }
-                s2.lock().unwrap().push(line);
             }
         });
         let mut agent = Agent {
@@ -98,7 +148,7 @@ impl Agent {
             stderr: stderr_lines,
             reader: Some(reader),
         };
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        if rx.recv_timeout(scaled(Duration::from_secs(60))).is_err() {
             let _ = agent.child.kill();
             panic!(
                 "leaktrace {args:?} did not become ready; stderr: {:?}",
@@ -125,10 +175,23 @@ impl Agent {
 
     /// Wait until `pred` holds for some collected JSON line, or panic after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let timeout = scaled(timeout);
         let start = Instant::now();
+        // Only the lines that arrived since the last look are parsed (a flood is tens of
+        // thousands of lines; parsing them all every 100 ms starves a slow guest).
+        let mut seen = 0;
         loop {
-            if let Some(v) = self.json().into_iter().find(|v| pred(v)) {
-                return v;
+            let new: Vec<String> = {
+                let lines = self.lines.lock().unwrap();
+                let new = lines[seen..].to_vec();
+                seen = lines.len();
+                new
+            };
+            for l in &new {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                if pred(&v) {
+                    return v;
+                }
             }
             if start.elapsed() > timeout {
                 panic!(
@@ -220,21 +283,26 @@ impl MemCgroup {
     }
 }
 
+/// Kill what is left in a cgroup the test made, then remove it (tried for 5 s).
+pub fn remove_cgroup(dir: &Path) {
+    for _ in 0..50 {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() && fs::remove_dir(dir).is_ok() {
+            return;
+        }
+        for p in pids {
+            // SAFETY: killing processes the test put in its own cgroup.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("warning: could not remove {}", dir.display());
+}
+
 impl Drop for MemCgroup {
     fn drop(&mut self) {
-        for _ in 0..50 {
-            let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
-            if pids.is_empty() && fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            for p in pids {
-                // SAFETY: killing processes the test put in its own cgroup.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("warning: could not remove {}", self.dir.display());
+        remove_cgroup(&self.dir);
     }
 }
 
@@ -259,4 +327,47 @@ pub fn tempdir(name: &str) -> String {
     let d = std::env::temp_dir().join(format!("leaktrace-test-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     d.display().to_string()
+}
+
+/// The highest BPF program id loaded now: programs loaded later (by the agent a test starts)
+/// have larger ids, which tells them from other tools' (or earlier tests') programs.
+pub fn newest_program_id() -> u32 {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Programs loaded after `since` (see [`newest_program_id`]): name and run count (run counts
+/// move only while BPF statistics are on: hold [`bpf_stats`]).
+pub fn programs_since(since: u32) -> Vec<(String, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.id() > since)
+        .map(|p| (String::from_utf8_lossy(p.name()).into_owned(), p.run_count()))
+        .collect()
+}
+
+/// The kernel keeps 15 bytes of a program's name.
+pub fn kernel_name(name: &str) -> &str {
+    &name[..name.len().min(15)]
+}
+
+/// Whether a program called `name` was loaded after `since`.
+pub fn loaded_since(since: u32, name: &str) -> bool {
+    run_count(since, name).is_some()
+}
+
+/// Run count of the program `name` among those loaded after `since` (None: not loaded).
+pub fn run_count(since: u32, name: &str) -> Option<u64> {
+    programs_since(since)
+        .into_iter()
+        .find(|(n, _)| n == kernel_name(name))
+        .map(|(_, c)| c)
+}
+
+/// BPF run-time statistics on for as long as the value lives.
+pub fn bpf_stats() -> std::os::fd::OwnedFd {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS")
 }

@@ -22,8 +22,12 @@ pub enum Arm {
     Baseline,
     /// `leaktrace run --json`: the agent as deployed.
     Run,
-    /// `leaktrace run --stacks`: allocation-site attribution (sampled page faults with user stacks).
+    /// `leaktrace run --stacks`: allocation-site attribution (sampled page faults with user stacks,
+    /// stack copies unwound by CFI) for every process.
     RunStacks,
+    /// `leaktrace sites --pid PID`: allocation sites of the workload's (first) process, with the
+    /// brk/mmap/mremap stacks too.
+    Sites,
     /// bpftrace counting the same tracepoints per pid (a peer tool for scale).
     Bpftrace,
 }
@@ -33,11 +37,13 @@ pub enum Spec {
     Nothing,
     /// `leaktrace ARGS... --report-dir DIR`.
     Leaktrace(&'static [&'static str]),
+    /// `leaktrace ARGS... PID`, PID being the workload's (first) process.
+    LeaktraceAt(&'static [&'static str]),
     Bpftrace,
 }
 
 impl Arm {
-    pub const ALL: [Arm; 4] = [Arm::Baseline, Arm::Run, Arm::RunStacks, Arm::Bpftrace];
+    pub const ALL: [Arm; 5] = [Arm::Baseline, Arm::Run, Arm::RunStacks, Arm::Sites, Arm::Bpftrace];
 
     /// `None`: the arm does not exist yet; it is listed as "n/a (not implemented)".
     pub fn spec(self) -> Option<Spec> {
@@ -45,8 +51,14 @@ impl Arm {
             Arm::Baseline => Some(Spec::Nothing),
             Arm::Run => Some(Spec::Leaktrace(&["run", "--json"])),
             Arm::RunStacks => Some(Spec::Leaktrace(&["run", "--json", "--stacks"])),
+            Arm::Sites => Some(Spec::LeaktraceAt(&["sites", "--json", "--pid"])),
             Arm::Bpftrace => Some(Spec::Bpftrace),
         }
+    }
+
+    /// The arm watches one process: the workload's pid must exist before the agent starts.
+    pub fn needs_target(self) -> bool {
+        matches!(self.spec(), Some(Spec::LeaktraceAt(_)))
     }
 
     pub fn implemented(self) -> bool {
@@ -59,6 +71,7 @@ impl Arm {
             Arm::Baseline => "baseline",
             Arm::Run => "leaktrace_run",
             Arm::RunStacks => "leaktrace_run_stacks",
+            Arm::Sites => "leaktrace_sites",
             Arm::Bpftrace => "bpftrace",
         }
     }
@@ -69,6 +82,7 @@ impl Arm {
             Arm::Baseline => "baseline",
             Arm::Run => "leaktrace run",
             Arm::RunStacks => "leaktrace run +stacks",
+            Arm::Sites => "leaktrace sites --pid",
             Arm::Bpftrace => "bpftrace (peer)",
         }
     }
@@ -125,8 +139,9 @@ pub struct Agent {
     pub lenient: bool,
 }
 
-/// Starts the agent of `arm` (None for the baseline) and waits until it has attached.
-pub fn start(arm: Arm, tools: &Tools, dir: &Path, tag: &str) -> Result<Option<Agent>> {
+/// Starts the agent of `arm` (None for the baseline) and waits until it has attached; `target`:
+/// the workload's (first) process, for the arms that watch one.
+pub fn start(arm: Arm, tools: &Tools, dir: &Path, tag: &str, target: Option<u32>) -> Result<Option<Agent>> {
     let Some(spec) = arm.spec() else {
         bail!("{}: not implemented", arm.label())
     };
@@ -138,6 +153,15 @@ pub fn start(arm: Arm, tools: &Tools, dir: &Path, tag: &str) -> Result<Option<Ag
             cmd.args(args).arg("--report-dir").arg(&reports);
             let out = dir.join(format!("agent-{tag}.jsonl"));
             Agent::spawn(arm.label(), cmd, "leaktrace: running", Some(out)).map(Some)
+        }
+        Spec::LeaktraceAt(args) => {
+            let Some(pid) = target else {
+                bail!("{}: the workload has no process to watch", arm.label())
+            };
+            let mut cmd = Command::new(&tools.leaktrace);
+            cmd.args(args).arg(pid.to_string());
+            let out = dir.join(format!("agent-{tag}.jsonl"));
+            Agent::spawn(arm.label(), cmd, "leaktrace: allocation sites of pid", Some(out)).map(Some)
         }
         Spec::Bpftrace => {
             let Some(bpftrace) = &tools.bpftrace else {

@@ -191,68 +191,133 @@ impl Workload {
         }
     }
 
-    /// Runs once; one value per metric.
-    pub fn run(&self, ctx: &Ctx, state: &State) -> Result<Vec<f64>> {
+    /// Starts one run: the workload's processes exist (held before they do any work, so an
+    /// agent can be pointed at them) but do not run until [`Started::finish`].
+    pub fn start(&self, ctx: &Ctx, state: &State) -> Result<Started> {
         let s = &ctx.sizes;
         let faults = || ctx.lt(&["faults".into(), s.fault_mib.to_string(), s.fault_rounds.to_string()]);
-        let secs = match self.kind {
+        let cmds = match self.kind {
             Kind::Idle => {
                 let mut c = Command::new("sleep");
                 c.arg(s.idle_secs.to_string());
-                timed(vec![c], ctx.timeout)?
+                vec![c]
             }
-            Kind::Faults => timed(vec![faults()], ctx.timeout)?,
-            Kind::FaultsPerCpu => timed((0..ctx.nproc).map(|_| faults()).collect(), ctx.timeout)?,
-            Kind::Mmaps => timed(vec![ctx.lt(&["mmaps".into(), s.mmaps.to_string()])], ctx.timeout)?,
-            Kind::ForkExec => timed(
-                vec![ctx.lt(&["forkexec".into(), s.forkexec.to_string(), "/bin/true".into()])],
-                ctx.timeout,
-            )?,
+            Kind::Faults => vec![faults()],
+            Kind::FaultsPerCpu => (0..ctx.nproc).map(|_| faults()).collect(),
+            Kind::Mmaps => vec![ctx.lt(&["mmaps".into(), s.mmaps.to_string()])],
+            Kind::ForkExec => vec![ctx.lt(&["forkexec".into(), s.forkexec.to_string(), "/bin/true".into()])],
             Kind::Redis => {
                 let State::Redis(redis) = state else {
                     bail!("redis is not running")
                 };
-                let bench = ctx.redis_benchmark.as_ref().expect("checked in prepare");
-                let (set, get) = redis.benchmark(bench, s.redis_requests, ctx.timeout)?;
-                return Ok(vec![set, get]);
+                return Ok(Started::Redis { server: redis.pid() });
             }
         };
-        Ok(vec![secs])
+        Ok(Started::Timed(Gated::spawn(cmds)?))
+    }
+}
+
+/// A run whose processes exist but have not started their work.
+pub enum Started {
+    Timed(Gated),
+    Redis { server: u32 },
+}
+
+impl Started {
+    /// The (first) process of the workload: the one a per-process agent watches.
+    pub fn target(&self) -> Option<u32> {
+        match self {
+            Started::Timed(g) => g.children.first().map(|(c, _)| c.id()),
+            Started::Redis { server } => Some(*server),
+        }
+    }
+
+    /// Lets it run to the end; one value per metric.
+    pub fn finish(self, ctx: &Ctx, state: &State) -> Result<Vec<f64>> {
+        match self {
+            Started::Timed(g) => Ok(vec![g.run(ctx.timeout)?]),
+            Started::Redis { .. } => {
+                let State::Redis(redis) = state else {
+                    bail!("redis is not running")
+                };
+                let bench = ctx.redis_benchmark.as_ref().expect("checked in prepare");
+                let (set, get) = redis.benchmark(bench, ctx.sizes.redis_requests, ctx.timeout)?;
+                Ok(vec![set, get])
+            }
+        }
+    }
+}
+
+/// Processes started as `sh -c 'read _ && exec CMD'`: each waits for a line on its stdin before
+/// it becomes the command (same pid), so an agent can attach to it first. Killed if dropped
+/// before [`Gated::run`].
+pub struct Gated {
+    children: Vec<(Child, String)>,
+}
+
+impl Gated {
+    pub fn spawn(cmds: Vec<Command>) -> Result<Gated> {
+        let mut g = Gated { children: Vec::new() };
+        for c in cmds {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "read _ && exec \"$@\"", "sh"])
+                .arg(c.get_program())
+                .args(c.get_args())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null());
+            let child = sh
+                .spawn()
+                .with_context(|| format!("could not start `{}`", crate::util::display(&c)))?;
+            g.children.push((child, crate::util::display(&c)));
+        }
+        Ok(g)
+    }
+
+    /// Releases every process at once; the wall time until the last one exits. Each must succeed.
+    pub fn run(mut self, timeout: Duration) -> Result<f64> {
+        let start = Instant::now();
+        for (c, what) in &mut self.children {
+            let mut stdin = c.stdin.take().expect("piped");
+            stdin
+                .write_all(b"go\n")
+                .with_context(|| format!("could not release `{what}`"))?;
+        }
+        let (fired, watchdog) = watchdog(self.children.iter().map(|(c, _)| c.id()).collect(), timeout);
+        let mut failures = Vec::new();
+        for (c, what) in &mut self.children {
+            let status = c.wait()?;
+            if !status.success() {
+                failures.push(format!("`{what}` failed ({status})"));
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        drop(fired);
+        self.children.clear();
+        if watchdog.join().unwrap_or(false) {
+            bail!(
+                "the workload did not finish within {} s and was killed",
+                timeout.as_secs()
+            );
+        }
+        if !failures.is_empty() {
+            bail!("{}", failures.join("; "));
+        }
+        Ok(secs)
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 /// Runs the commands in parallel; the wall time until the last one exits. Each must succeed.
 pub fn timed(cmds: Vec<Command>, timeout: Duration) -> Result<f64> {
-    let start = Instant::now();
-    let mut children = Vec::new();
-    for mut c in cmds {
-        c.stdin(Stdio::null()).stdout(Stdio::null());
-        children.push((
-            c.spawn()
-                .with_context(|| format!("could not start `{}`", crate::util::display(&c)))?,
-            crate::util::display(&c),
-        ));
-    }
-    let (fired, watchdog) = watchdog(children.iter().map(|(c, _)| c.id()).collect(), timeout);
-    let mut failures = Vec::new();
-    for (c, what) in &mut children {
-        let status = c.wait()?;
-        if !status.success() {
-            failures.push(format!("`{what}` failed ({status})"));
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    drop(fired);
-    if watchdog.join().unwrap_or(false) {
-        bail!(
-            "the workload did not finish within {} s and was killed",
-            timeout.as_secs()
-        );
-    }
-    if !failures.is_empty() {
-        bail!("{}", failures.join("; "));
-    }
-    Ok(secs)
+    Gated::spawn(cmds)?.run(timeout)
 }
 
 /// Kills `pids` unless the returned sender is dropped within `timeout`; the thread returns
@@ -278,6 +343,10 @@ pub struct Redis {
 }
 
 impl Redis {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(server: &Path, scratch: &Path) -> Result<Redis> {
         let port = sys::free_port()?;
         let dir = scratch.join("redis");

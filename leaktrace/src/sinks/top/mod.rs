@@ -6,10 +6,7 @@ pub mod view;
 use std::{
     collections::HashSet,
     io::{self, Stdout},
-    sync::{
-        Once,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -20,7 +17,6 @@ use ratatui::{
         cursor,
         event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
         execute,
-        terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
     },
 };
 
@@ -28,50 +24,32 @@ use self::{
     model::{Header, HostSampler, Row, SortKey, spark_of},
     view::View,
 };
-use crate::{monitor::Update, state::ProcessTable};
+use crate::{output::Event, state::ProcessTable};
 
 /// The terminal is in raw mode on the alternate screen.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-/// Put the terminal back (cooked mode, main screen, cursor shown). Safe to call any number of
-/// times, from anywhere (the panic hook, Drop, error paths); only the first call after
-/// [`Tui::enter`] does anything.
+/// Put the terminal back (ratatui's restore: cooked mode, main screen; and the cursor shown).
+/// Safe to call any number of times, from anywhere (Drop, error paths, after ratatui's panic
+/// hook); only the first call after [`Tui::enter`] does anything.
 pub fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
-        let _ = disable_raw_mode();
-        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+        let _ = ratatui::try_restore();
+        let _ = execute!(io::stdout(), cursor::Show);
     }
 }
 
-/// Restore the terminal before the panic message is printed, so it is readable and the shell
-/// usable.
-fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore();
-            prev(info);
-        }));
-    });
-}
-
 /// The terminal, owned for the view's lifetime; dropping it restores the terminal (on quit, on
-/// error, and on panic unwinding; the panic hook covers aborts).
+/// error, and on panic unwinding; ratatui's panic hook restores it before the message is printed).
 pub struct Tui {
     pub terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 
 impl Tui {
+    /// ratatui's own set-up: raw mode, the alternate screen, a panic hook that restores.
     pub fn enter() -> io::Result<Tui> {
-        install_panic_hook();
         ACTIVE.store(true, Ordering::SeqCst);
-        let setup = || -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
-            enable_raw_mode()?;
-            execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
-            Terminal::new(CrosstermBackend::new(io::stdout()))
-        };
-        match setup() {
+        match ratatui::try_init() {
             Ok(terminal) => Ok(Tui { terminal }),
             Err(e) => {
                 restore();
@@ -112,6 +90,8 @@ pub struct App {
     host: HostSampler,
     last_host: Option<Instant>,
     oom_kills_seen: u64,
+    /// The host's parts and leaks outside RSS, from the monitor ([`App::note_beyond`]).
+    beyond: model::Beyond,
     /// Process rows that fit on screen at the last draw.
     fit: usize,
 }
@@ -129,13 +109,19 @@ impl App {
             host: HostSampler::default(),
             last_host: None,
             oom_kills_seen: 0,
+            beyond: model::Beyond::default(),
             fit: 100,
         }
     }
 
     /// Count what the header reports from the update stream (kept while paused).
-    pub fn note(&mut self, ups: &[Update]) {
-        self.oom_kills_seen += ups.iter().filter(|u| matches!(u, Update::OomKill { .. })).count() as u64;
+    pub fn note(&mut self, events: &[Event]) {
+        self.oom_kills_seen += events.iter().filter(|e| matches!(e, Event::OomKill { .. })).count() as u64;
+    }
+
+    /// What the monitor knows of the host's memory in parts and of leaks outside RSS.
+    pub fn note_beyond(&mut self, b: model::Beyond) {
+        self.beyond = b;
     }
 
     /// Read the host counters, at most once per interval (or per second for longer intervals).
@@ -168,13 +154,14 @@ impl App {
         let mut rows = rows;
         for r in rows.iter_mut().filter(|r| want.contains(&r.pid)) {
             if let Some(p) = table.get(r.pid) {
-                r.spark = spark_of(p);
+                r.spark = spark_of(table, p);
             }
         }
         self.rows = rows;
         self.header = Header {
             oom_kills_seen: self.oom_kills_seen,
             tracked: table.len(),
+            beyond: self.beyond.clone(),
             ..self.host.header.clone()
         };
     }
@@ -253,7 +240,10 @@ mod tests {
     use ratatui::crossterm::event::KeyEvent;
 
     use super::*;
-    use crate::{state::ProcKey, state::timeline::TimelineConfig, sys::proc::parse_status};
+    use crate::{
+        input::{Identity, Obs},
+        state::timeline::TimelineConfig,
+    };
 
     fn key(c: KeyCode) -> KeyEvent {
         KeyEvent::new(c, KeyModifiers::NONE)
@@ -262,12 +252,16 @@ mod tests {
     fn table() -> ProcessTable {
         let mut t = ProcessTable::new(100, TimelineConfig::default());
         for (pid, name, kb) in [(10, "lt-workload", 4096), (20, "bash", 1024)] {
-            let st = parse_status(&format!(
-                "Name:\t{name}\nTgid:\t{pid}\nPPid:\t1\nUid:\t0\t0\t0\t0\nVmSize:\t9999 kB\nVmRSS:\t{kb} kB\nRssAnon:\t{kb} kB\nRssFile:\t0 kB\nRssShmem:\t0 kB\nVmSwap:\t0 kB\nThreads:\t1\n"
-            ))
-            .unwrap();
+            let id = Identity {
+                pid,
+                start: 1,
+                ppid: 1,
+                comm: name.into(),
+                ..Identity::default()
+            };
+            t.start(&id, 0.0);
             for i in 0..5 {
-                t.observe(ProcKey { pid, start_ticks: 1 }, &st, i as f64);
+                t.observe(&Obs(pid, 1, kb * 1024, 0, 0, 0, None), f64::from(i));
             }
         }
         t

@@ -4,11 +4,10 @@ use std::{cmp::Ordering, collections::VecDeque};
 
 use crate::{
     analysis::{classify::Pattern, predict::LimitKind},
-    state::Proc,
+    state::{Proc, ProcessTable},
     sys::{
-        cgroup::MemcgPath,
         container::{self, Runtime},
-        proc::{read_meminfo, read_psi_memory, read_vmstat_oom_kill},
+        host::HostMemory,
     },
 };
 
@@ -65,6 +64,34 @@ pub struct Row {
     /// The last footprint samples (oldest first); empty when not computed (rows off screen).
     pub spark: Vec<u64>,
     pub eta: Option<(f64, LimitKind)>,
+    /// A JVM / CPython with collector probes: its GC in one cell.
+    pub gc: Option<GcCell>,
+}
+
+/// The GC column: collections per second, how full the heap is after GC, and the signs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GcCell {
+    pub collections_per_sec: f64,
+    /// Heap (JVM) used after GC over its maximum, 0–1.
+    pub heap_fill: Option<f64>,
+    /// `gc_pressure`: collections more frequent, reclaiming less.
+    pub pressure: bool,
+    /// The heap floor leaks.
+    pub heap_leak: bool,
+}
+
+impl GcCell {
+    pub fn of(g: &crate::state::gc::GcFigures) -> GcCell {
+        GcCell {
+            collections_per_sec: g.collections_per_sec,
+            heap_fill: g.old_gen.as_ref().and_then(|o| {
+                let max = o.max_bytes.filter(|m| *m > 0)?;
+                Some(g.heap_after_gc_bytes.unwrap_or(o.used_after_gc_bytes) as f64 / max as f64)
+            }),
+            pressure: g.gc_pressure.pressure,
+            heap_leak: g.heap_floor.is_some_and(|h| h.leak),
+        }
+    }
 }
 
 impl Row {
@@ -73,21 +100,22 @@ impl Row {
         Row {
             pid: p.key.pid,
             comm: p.comm.clone(),
-            group: group_label(p.memcg.as_ref()),
+            group: group_label(p.memcg.as_deref()),
             rss: p.rss.resident(),
             footprint: p.rss.footprint(),
             growth: p.verdict.map(|v| v.growth_bytes_per_sec),
             pattern: p.verdict.map(|v| v.pattern),
             flagged: p.flagged,
             spark: Vec::new(),
-            eta: p.eta.map(|(secs, kind, _)| (secs, kind)),
+            eta: p.eta.map(|e| (e.secs, e.limit)),
+            gc: p.gc.as_deref().map(GcCell::of),
         }
     }
 }
 
 /// The last [`SPARK_SAMPLES`] footprint samples of a process.
-pub fn spark_of(p: &Proc) -> Vec<u64> {
-    let s = p.timeline.samples();
+pub fn spark_of(table: &ProcessTable, p: &Proc) -> Vec<u64> {
+    let s = table.samples(p);
     s[s.len().saturating_sub(SPARK_SAMPLES)..]
         .iter()
         .map(|x| x.rss_bytes)
@@ -105,11 +133,11 @@ fn runtime_name(r: Runtime) -> &'static str {
 }
 
 /// `docker:0123456789ab` when the cgroup is a container's, else the cgroup path.
-pub fn group_label(memcg: Option<&MemcgPath>) -> String {
+pub fn group_label(memcg: Option<&str>) -> String {
     let Some(m) = memcg else { return "-".into() };
-    match container::attribute(&m.rel) {
+    match container::attribute(m) {
         Some(c) => format!("{}:{}", runtime_name(c.runtime), &c.id[..c.id.len().min(12)]),
-        None => m.rel.clone(),
+        None => m.to_string(),
     }
 }
 
@@ -166,6 +194,86 @@ pub struct Header {
     /// OOM kills leaktrace saw since it started.
     pub oom_kills_seen: u64,
     pub tracked: usize,
+    /// Issue 14: where the host's memory is, and leaks outside processes' RSS.
+    pub beyond: Beyond,
+}
+
+/// What the header shows of the host's memory in parts and of leaks outside RSS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Beyond {
+    /// The largest parts of MemTotal (free memory left out), largest first.
+    pub parts: Vec<(&'static str, u64)>,
+    /// Host parts suspected of leaking: `part name`, bytes, growth (B/s).
+    pub host_leaks: Vec<(String, u64, f64)>,
+    /// MemAvailable keeps falling without recovering: its trend (B/s, negative).
+    pub available_falling: Option<f64>,
+    /// Lives leaking descriptors or kernel memory: pid, comm, what (`fds +80/s`).
+    pub resource_leaks: Vec<(u32, String, String)>,
+}
+
+/// How many parts the header names.
+const HEADER_PARTS: usize = 5;
+
+impl Beyond {
+    pub fn of(
+        host: &crate::state::host::HostState,
+        clues: Option<crate::analysis::host::Clues>,
+        res: &crate::state::resources::Resources,
+        table: &crate::state::ProcessTable,
+    ) -> Beyond {
+        use crate::analysis::{host::Part, resources::fds_per_sec};
+        let mut parts: Vec<(&'static str, u64)> = host
+            .split
+            .iter()
+            .flat_map(|s| s.parts.iter())
+            .filter(|(p, _)| *p != Part::Free)
+            .map(|(p, b)| (p.name(), *b))
+            .collect();
+        parts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        parts.truncate(HEADER_PARTS);
+        let growth = |s: &crate::state::host::PartSeries| s.verdict.map_or(0.0, |v| v.growth_bytes_per_sec);
+        let mut host_leaks: Vec<(String, u64, f64)> = host
+            .parts
+            .iter()
+            .filter(|(_, s)| s.flag.is_some())
+            .map(|(p, s)| (p.name().to_string(), s.last, growth(s)))
+            .chain(
+                host.mounts
+                    .iter()
+                    .filter(|(_, s)| s.flag.is_some())
+                    .map(|(m, s)| (format!("tmpfs {m}"), s.last, growth(s))),
+            )
+            .collect();
+        host_leaks.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        let mut resource_leaks: Vec<(u32, String, String)> = res
+            .iter()
+            .filter(|(_, r)| r.fds.flag.is_some() || r.kernel.flag.is_some())
+            .filter_map(|(pid, r)| {
+                let p = table.get(pid)?;
+                let mut what = Vec::new();
+                if let (Some(_), Some(v)) = (r.fds.flag, r.fds.verdict) {
+                    what.push(format!("fds {} {:+.1}/s", r.fds.last.unwrap_or(0), fds_per_sec(&v)));
+                }
+                if let (Some(_), Some(v)) = (r.kernel.flag, r.kernel.verdict) {
+                    what.push(format!(
+                        "kernel {} {}",
+                        fmt_bytes(r.kernel.last.unwrap_or(0)),
+                        fmt_rate(Some(v.growth_bytes_per_sec))
+                    ));
+                }
+                Some((pid, p.comm.clone(), what.join(", ")))
+            })
+            .collect();
+        resource_leaks.sort();
+        Beyond {
+            parts,
+            host_leaks,
+            available_falling: clues
+                .filter(|c| c.available_falling)
+                .map(|c| c.available_trend_bytes_per_sec),
+            resource_leaks,
+        }
+    }
 }
 
 impl Header {
@@ -183,19 +291,13 @@ pub struct HostSampler {
 
 impl HostSampler {
     pub fn sample(&mut self, t: f64) {
-        if let Ok(mi) = read_meminfo() {
-            self.record(
-                t,
-                mi.mem_total,
-                mi.mem_available,
-                mi.swap_total,
-                mi.swap_total.saturating_sub(mi.swap_free),
-            );
+        let host = HostMemory::read();
+        if let Some(mi) = host.mem {
+            self.record(t, mi.mem_total, mi.mem_available, mi.swap_total, mi.swap_used());
         }
-        let psi = read_psi_memory();
-        self.header.psi_some_avg10 = psi.as_ref().map(|p| p.some.avg10);
-        self.header.psi_full_avg10 = psi.as_ref().and_then(|p| p.full.as_ref()).map(|f| f.avg10);
-        self.header.oom_kills_boot = read_vmstat_oom_kill().ok();
+        self.header.psi_some_avg10 = host.psi_some_avg10;
+        self.header.psi_full_avg10 = host.psi_full_avg10;
+        self.header.oom_kills_boot = host.oom_kills;
     }
 
     /// One meminfo reading at `t` seconds.
@@ -319,6 +421,7 @@ mod tests {
             flagged: false,
             spark: Vec::new(),
             eta: eta.map(|e| (e, LimitKind::Host)),
+            gc: None,
         }
     }
 
@@ -420,17 +523,12 @@ mod tests {
     #[test]
     fn container_labels() {
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let m = |rel: &str| MemcgPath {
-            version: crate::sys::cgroup::CgroupVersion::V2,
-            rel: rel.into(),
-            fs_path: "/x".into(),
-        };
         assert_eq!(
-            group_label(Some(&m(&format!("/system.slice/docker-{id}.scope")))),
+            group_label(Some(&format!("/system.slice/docker-{id}.scope"))),
             "docker:0123456789ab"
         );
         assert_eq!(
-            group_label(Some(&m("/user.slice/session-1.scope"))),
+            group_label(Some("/user.slice/session-1.scope")),
             "/user.slice/session-1.scope"
         );
         assert_eq!(group_label(None), "-");

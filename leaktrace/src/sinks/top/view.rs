@@ -18,7 +18,6 @@ use crate::analysis::classify::Pattern;
 /// Smallest terminal drawn; smaller ones get a one-line notice.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 10;
-const HEADER_LINES: u16 = 3;
 /// Swap use above this is highlighted.
 const SWAP_ALERT_PCT: f64 = 50.0;
 /// An OOM ETA under this is highlighted.
@@ -50,6 +49,8 @@ pub struct Columns {
     pub pattern: u16,
     pub spark: u16,
     pub eta: u16,
+    /// Collectors of JVM / CPython processes (`GC/s heap%`, `!` under GC pressure).
+    pub gc: u16,
 }
 
 impl Columns {
@@ -63,6 +64,7 @@ impl Columns {
             pattern: 8,
             spark: 0,
             eta: 12,
+            gc: 0,
         };
         let fixed = c.pid + c.comm + c.rss + c.growth + c.pattern + c.eta + 5;
         let mut rest = width.saturating_sub(fixed);
@@ -80,6 +82,7 @@ impl Columns {
             }
         };
         c.spark = take(30, 10);
+        c.gc = take(11, 9);
         c.group = take(24, 10);
         let max_spark = SPARK_SAMPLES as u16;
         if c.spark > 0 {
@@ -116,6 +119,30 @@ fn pattern_style(r: &Row) -> Style {
         Some(Pattern::Tidal) => Style::new().fg(Color::Cyan),
         _ => Style::new(),
     }
+}
+
+/// `12.0/s 87%`, with `!` under GC pressure; red when the heap floor leaks.
+fn gc_cell(g: Option<&super::model::GcCell>) -> (String, Style) {
+    let Some(g) = g else {
+        return ("-".into(), Style::new().add_modifier(Modifier::DIM));
+    };
+    let rate = if g.collections_per_sec >= 10.0 {
+        format!("{:.0}/s", g.collections_per_sec)
+    } else {
+        format!("{:.1}/s", g.collections_per_sec)
+    };
+    let fill = g
+        .heap_fill
+        .map_or(String::new(), |f| format!(" {:.0}%", (f * 100.0).min(999.0)));
+    let text = format!("{rate}{fill}{}", if g.pressure { "!" } else { "" });
+    let style = if g.heap_leak {
+        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+    } else if g.pressure {
+        Style::new().fg(Color::Yellow)
+    } else {
+        Style::new()
+    };
+    (text, style)
 }
 
 fn right(s: String) -> Cell<'static> {
@@ -199,11 +226,64 @@ fn header_lines(v: &View) -> Vec<Line<'static>> {
         format!("OOM kills {boot} since boot, {} since start", h.oom_kills_seen),
         oom_style,
     );
-    vec![
+    let mut lines = vec![
         Line::from(title),
         Line::from(mem),
         Line::from(vec![psi, Span::raw("   "), oom]),
-    ]
+    ];
+    lines.extend(beyond_lines(h, alert, dim));
+    lines
+}
+
+/// Issue 14: where the memory is, the article's clues, and leaks outside processes' RSS.
+fn beyond_lines(h: &Header, alert: Style, dim: Style) -> Vec<Line<'static>> {
+    let b = &h.beyond;
+    let mut where_ = vec![Span::raw("Memory: ")];
+    if b.parts.is_empty() {
+        where_.push(Span::styled("(parts after the first sample)", dim));
+    }
+    for (i, (part, bytes)) in b.parts.iter().enumerate() {
+        if i > 0 {
+            where_.push(Span::styled(" · ", dim));
+        }
+        where_.push(Span::raw(format!("{part} {}", fmt_bytes(*bytes))));
+    }
+    let mut clues = Vec::new();
+    if h.swap_used_pct().is_some_and(|p| p > SWAP_ALERT_PCT) {
+        clues.push("swap > 50% used".to_string());
+    }
+    if let Some(trend) = b.available_falling {
+        clues.push(format!(
+            "MemAvailable falling {}/s, not recovering",
+            fmt_signed(trend.round() as i64)
+        ));
+    }
+    if h.oom_kills_seen > 0 {
+        clues.push(format!("{} OOM kills in the kernel log", h.oom_kills_seen));
+    }
+    where_.push(Span::raw("   clues: "));
+    if clues.is_empty() {
+        where_.push(Span::styled("none", dim));
+    } else {
+        where_.push(Span::styled(clues.join(" · "), alert));
+    }
+    let mut lines = vec![Line::from(where_)];
+    if !b.host_leaks.is_empty() || !b.resource_leaks.is_empty() {
+        let mut l = vec![Span::styled("LEAKING: ", alert)];
+        let mut items: Vec<String> = b
+            .host_leaks
+            .iter()
+            .map(|(what, bytes, g)| format!("{what} {} {}", fmt_bytes(*bytes), fmt_rate(Some(*g))))
+            .collect();
+        items.extend(
+            b.resource_leaks
+                .iter()
+                .map(|(pid, comm, what)| format!("pid {pid} ({comm}) {what}")),
+        );
+        l.push(Span::styled(items.join(" · "), alert));
+        lines.push(Line::from(l));
+    }
+    lines
 }
 
 fn fmt_secs_interval(d: Duration) -> String {
@@ -253,13 +333,14 @@ pub fn render(f: &mut Frame, v: &View) -> usize {
         f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
         return 0;
     }
+    let header = header_lines(v);
     let [head, table, foot] = Layout::vertical([
-        Constraint::Length(HEADER_LINES),
+        Constraint::Length(header.len() as u16),
         Constraint::Min(2),
         Constraint::Length(1),
     ])
     .areas(area);
-    f.render_widget(Paragraph::new(header_lines(v)), head);
+    f.render_widget(Paragraph::new(header), head);
     render_table(f, v, table);
     f.render_widget(Paragraph::new(footer(v)), foot);
     table.height.saturating_sub(1) as usize
@@ -278,6 +359,10 @@ fn render_table(f: &mut Frame, v: &View, area: Rect) {
     if c.spark > 0 {
         widths.push(c.spark);
         titles.push(Cell::from(format!("FOOTPRINT, last {} samples", c.spark)));
+    }
+    if c.gc > 0 {
+        widths.push(c.gc);
+        titles.push(right("GC/s HEAP".into()));
     }
     widths.push(c.eta);
     titles.push(Cell::from("OOM ETA"));
@@ -300,6 +385,12 @@ fn render_table(f: &mut Frame, v: &View, area: Rect) {
             ]);
             if c.spark > 0 {
                 cells.push(Cell::from(Span::styled(sparkline(&r.spark, c.spark as usize), style)));
+            }
+            if c.gc > 0 {
+                let (text, st) = gc_cell(r.gc.as_ref());
+                cells.push(Cell::from(
+                    Line::from(Span::styled(text, st)).alignment(Alignment::Right),
+                ));
             }
             let eta_style = match r.eta {
                 Some((s, _)) if s < ETA_ALERT_SECS => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
@@ -367,6 +458,12 @@ mod tests {
                 flagged: true,
                 spark: (0..40).map(|i| i << 22).collect(),
                 eta: Some((95.0, LimitKind::Host)),
+                gc: Some(crate::sinks::top::model::GcCell {
+                    collections_per_sec: 4.0,
+                    heap_fill: Some(0.87),
+                    pressure: true,
+                    heap_leak: true,
+                }),
             },
             Row {
                 pid: 7,
@@ -379,6 +476,7 @@ mod tests {
                 flagged: false,
                 spark: (0..40).map(|i| if i % 4 < 2 { 100 << 20 } else { 160 << 20 }).collect(),
                 eta: None,
+                gc: None,
             },
         ]
     }
@@ -395,6 +493,12 @@ mod tests {
             oom_kills_boot: Some(3),
             oom_kills_seen: 1,
             tracked: 2,
+            beyond: crate::sinks::top::model::Beyond {
+                parts: vec![("page_cache", 3 << 30), ("process_anon", 2 << 30)],
+                host_leaks: vec![("tmpfs /dev/shm".into(), 300 << 20, 2e6)],
+                available_falling: Some(-2e6),
+                resource_leaks: vec![(77, "py".into(), "fds 3600 +80.0/s".into())],
+            },
         }
     }
 
@@ -411,7 +515,18 @@ mod tests {
             interval: Duration::from_secs(1),
         };
         let (s, fit) = screen(200, 20, &v);
-        assert_eq!(fit, 15);
+        assert_eq!(fit, 13, "{s}");
+        assert!(s.contains("Memory: page_cache 3.0G · process_anon 2.0G"), "{s}");
+        assert!(
+            s.contains(
+                "clues: swap > 50% used · MemAvailable falling -1.9M/s, not recovering · 1 OOM kills in the kernel log"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("LEAKING: tmpfs /dev/shm 300M +1.9M/s · pid 77 (py) fds 3600 +80.0/s"),
+            "{s}"
+        );
         assert!(s.contains("2 processes tracked · every 1s · sort: growth"), "{s}");
         assert!(s.contains("PAUSED"));
         assert!(s.contains("MemAvailable 2.0G of 8.0G (25%) ↓ -240M in 1m00s"), "{s}");
@@ -428,6 +543,7 @@ mod tests {
             "▁",
             "█",
             "1m35s host",
+            "4.0/s 87%!",
         ] {
             assert!(line.contains(want), "{want} missing from {line}");
         }
@@ -487,7 +603,7 @@ mod tests {
     fn columns_fit() {
         for w in MIN_WIDTH..=300 {
             let c = Columns::for_width(w);
-            let used = [c.pid, c.comm, c.group, c.rss, c.growth, c.pattern, c.spark, c.eta]
+            let used = [c.pid, c.comm, c.group, c.rss, c.growth, c.pattern, c.spark, c.eta, c.gc]
                 .iter()
                 .filter(|x| **x > 0)
                 .map(|x| x + 1)
@@ -497,6 +613,7 @@ mod tests {
             assert!(c.spark <= SPARK_SAMPLES as u16);
         }
         assert_eq!(Columns::for_width(200).spark, 60);
+        assert_eq!(Columns::for_width(200).gc, 11);
         assert!(Columns::for_width(100).spark >= 30);
     }
 }
