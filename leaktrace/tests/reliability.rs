@@ -378,27 +378,6 @@ fn map_by_name(name: &str, since: u32) -> Option<MapData> {
     MapData::from_id(info.id()).ok()
 }
 
-/// Wait until `pid` has used no CPU for half a second (at most 30 s, scaled); returns the wait in ms.
-fn settled_cpu(pid: u32) -> u64 {
-    let cpu = || -> u64 {
-        let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let rest = &s[s.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    };
-    let start = std::time::Instant::now();
-    let mut last = cpu();
-    while start.elapsed() < scaled(Duration::from_secs(30)) {
-        thread::sleep(Duration::from_millis(500));
-        let now = cpu();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    start.elapsed().as_millis() as u64
-}
-
 fn keys<const V: usize>(name: &str, hash: bool, since: u32) -> Vec<u32> {
     let Some(data) = map_by_name(name, since) else {
         panic!("map {name} not loaded")
@@ -440,9 +419,12 @@ fn churn_leaves_nothing_behind() {
             * 1024
     };
     // 6,000 processes natively; a fifth of that under emulation (each one costs far more there).
+    const ROUNDS: usize = 4;
     let per_round: u64 = if timeout_scale() > 1.0 { 300 } else { 1500 };
-    workload_json(&["churn", &(per_round * 2 / 3).to_string()]); // warm-up
-    thread::sleep(Duration::from_secs(2));
+    // Warm-up: one full round, so that what the agent keeps bounded (caches, queues, the
+    // allocator's high-water mark) has reached its size before the measurement starts.
+    workload_json(&["churn", &per_round.to_string()]);
+    thread::sleep(scaled(Duration::from_secs(2)));
     let before = rss(agent.pid());
     let runs = |name: &str| run_count(since, name).unwrap_or_else(|| panic!("{name} is not loaded"));
     // The memory-syscall programs of the path this kernel took: BPF trampolines where it has
@@ -455,14 +437,17 @@ fn churn_leaves_nothing_behind() {
     let (exits0, brks0, tasks0) = (runs(exit_prog), runs(brk_prog), runs("task_newtask"));
     let floors0 = runs("rss_stat_floor");
     let mut pids = Vec::new();
-    let mut rounds = Vec::new();
-    for _ in 0..4 {
+    let mut after_round = vec![before];
+    for _ in 0..ROUNDS {
         let c = workload_json(&["churn", &per_round.to_string()]);
         pids.extend(c["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32));
-        rounds.push(settled_cpu(agent.pid()));
-        rounds.push(rss(agent.pid()) / 1024);
+        thread::sleep(scaled(Duration::from_secs(1)));
+        after_round.push(rss(agent.pid()));
     }
-    eprintln!("churn: agent RSS before {} KiB; per round (cpu settle ms, RSS KiB): {rounds:?}", before / 1024);
+    eprintln!(
+        "churn: agent RSS (KiB) before and after each round of {per_round}: {:?}",
+        after_round.iter().map(|b| b / 1024).collect::<Vec<_>>()
+    );
     thread::sleep(Duration::from_secs(3));
     // The probes that keep per-process state really ran for the churn.
     let (exits, brks, tasks) = (
@@ -472,15 +457,22 @@ fn churn_leaves_nothing_behind() {
     );
     let floors = runs("rss_stat_floor") - floors0;
     assert!(
-        exits >= 4 * per_round && tasks >= 8 * per_round && brks > 0 && floors > 0,
+        exits >= ROUNDS as u64 * per_round && tasks >= 2 * ROUNDS as u64 * per_round && brks > 0 && floors > 0,
         "probe runs during the churn: exit_group {exits}, task_newtask {tasks}, brk {brks}, rss_stat_floor {floors}"
     );
+    // State kept per dead process grows the agent by the same amount every round; a one-off
+    // step (the allocator's high-water mark after a backlog the agent caught up with) does not.
+    // So judge the median growth per round, and bound the total.
+    let mut growth: Vec<i64> = after_round.windows(2).map(|w| w[1] as i64 - w[0] as i64).collect();
+    growth.sort_unstable();
+    let median = (growth[ROUNDS / 2 - 1] + growth[ROUNDS / 2]) / 2;
     let after = rss(agent.pid());
     assert!(
-        after <= before + 2 * MIB,
-        "agent RSS grew {} KiB over {} processes",
+        median <= (MIB / 2) as i64 && after <= before + 8 * MIB,
+        "agent RSS grew {} KiB over {} processes (median {} KiB a round of {per_round}): per-process state is left behind",
         (after as i64 - before as i64) / 1024,
-        4 * per_round
+        ROUNDS as u64 * per_round,
+        median / 1024
     );
     let dead = |k: &u32| !Path::new(&format!("/proc/{k}")).exists();
     for (name, ks) in [
