@@ -95,6 +95,58 @@ impl Drop for Reaper {
     }
 }
 
+/// `HeapLeak RATE 20000` on a JVM started with `jvm_opts` inside the memory cgroup `cg`, and an
+/// agent following it with heap snapshots and reports in `dir`.
+fn heap_leak_in(
+    cg: &MemCgroup,
+    jvm_opts: &str,
+    classes: &Path,
+    rate: &str,
+    stderr: Stdio,
+    dir: &str,
+) -> (Reaper, u32, Agent) {
+    let script = format!(
+        "echo $$ > {} && exec {} {jvm_opts} -cp {} HeapLeak {rate} 20000",
+        cg.procs_file(),
+        java(),
+        classes.display()
+    );
+    let jvm = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let pid = jvm.id();
+    let jvm = Reaper(jvm);
+    let pid_s = pid.to_string();
+    let agent = Agent::start(
+        &[
+            "run",
+            "--json",
+            "--pid",
+            &pid_s,
+            "--heap-snapshots",
+            "--report-dir",
+            dir,
+        ],
+        "leaktrace: running",
+    );
+    (jvm, pid, agent)
+}
+
+/// The JVM's exit status, once it has ended; `late` is the failure when that takes over 240 s.
+fn exited_within_240s(jvm: &mut Reaper, late: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = jvm.0.try_wait().unwrap() {
+            return st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(240), "{late}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn jvm_heap_leak_behind_flat_rss_is_flagged_named_and_its_outofmemoryerror_reported() {
     if !bpf_available("jvm_heap_leak_behind_flat_rss_is_flagged_named_and_its_outofmemoryerror_reported") {
@@ -105,44 +157,15 @@ fn jvm_heap_leak_behind_flat_rss_is_flagged_named_and_its_outofmemoryerror_repor
     // The heap (96 MiB) is far under the memory cgroup's limit: the kernel never kills it.
     let cg = MemCgroup::new("leaktrace-test-gc-jvm-leak", 768 * MIB);
     // The whole heap committed and touched at start: RSS is flat from then on, the heap fills.
-    let script = format!(
-        "echo $$ > {} && exec {} -Xms96m -Xmx96m -XX:+AlwaysPreTouch -XX:+UseG1GC -cp {} HeapLeak 14000 20000",
-        cg.procs_file(),
-        java(),
-        classes.display()
+    let (mut jvm, pid, agent) = heap_leak_in(
+        &cg,
+        "-Xms96m -Xmx96m -XX:+AlwaysPreTouch -XX:+UseG1GC",
+        &classes,
+        "14000",
+        Stdio::piped(),
+        &dir,
     );
-    let jvm = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = jvm.id();
-    let mut jvm = Reaper(jvm);
-    let pid_s = pid.to_string();
-    let agent = Agent::start(
-        &[
-            "run",
-            "--json",
-            "--pid",
-            &pid_s,
-            "--heap-snapshots",
-            "--report-dir",
-            &dir,
-        ],
-        "leaktrace: running",
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = jvm.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "the JVM did not run out of heap in 240 s"
-        );
-        thread::sleep(Duration::from_millis(200));
-    };
+    let status = exited_within_240s(&mut jvm, "the JVM did not run out of heap in 240 s");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut jvm.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
@@ -608,44 +631,15 @@ fn jvm_killed_by_the_kernel_has_its_collector_and_heap_growth_in_the_report() {
     let dir = tempdir("gc-jvm-kernel-oom");
     // A heap allowed to grow past the memory cgroup's limit: the kernel kills the JVM first.
     let cg = MemCgroup::new("leaktrace-test-gc-jvm-kernel-oom", 320 * MIB);
-    let script = format!(
-        "echo $$ > {} && exec {} -Xms16m -Xmx1g -XX:+UseG1GC -cp {} HeapLeak 40000 20000",
-        cg.procs_file(),
-        java(),
-        classes.display()
+    let (mut jvm, pid, agent) = heap_leak_in(
+        &cg,
+        "-Xms16m -Xmx1g -XX:+UseG1GC",
+        &classes,
+        "40000",
+        Stdio::null(),
+        &dir,
     );
-    let jvm = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = jvm.id();
-    let mut jvm = Reaper(jvm);
-    let pid_s = pid.to_string();
-    let agent = Agent::start(
-        &[
-            "run",
-            "--json",
-            "--pid",
-            &pid_s,
-            "--heap-snapshots",
-            "--report-dir",
-            &dir,
-        ],
-        "leaktrace: running",
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = jvm.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "the JVM was not killed in 240 s"
-        );
-        thread::sleep(Duration::from_millis(200));
-    };
+    let status = exited_within_240s(&mut jvm, "the JVM was not killed in 240 s");
     use std::os::unix::process::ExitStatusExt as _;
     assert_eq!(status.signal(), Some(9), "the JVM should be OOM-killed: {status}");
     let kill = agent.wait_for("oom_kill", Duration::from_secs(10), |v| {

@@ -312,45 +312,10 @@ fn sites_unwind_deleted_binary_in_a_private_mount_namespace() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// node from the Debian packages, installed when missing. Under CI=true a failed install fails.
-fn node_available(test: &str) -> bool {
-    let works = || {
-        Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if works() {
-        return true;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !apt(&["install", "-y", "nodejs"]) {
-        apt(&["update"]);
-        apt(&["install", "-y", "nodejs"]);
-    }
-    if works() {
-        return true;
-    }
-    let why = "node is not installed and `apt-get install -y nodejs` failed";
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test}: {why} and CI=true");
-    }
-    eprintln!("SKIP {test}: {why}");
-    false
-}
-
 #[test]
 fn sites_unwind_node_jit_frames_are_named() {
     if !bpf_available("sites_unwind_node_jit_frames_are_named")
-        || !node_available("sites_unwind_node_jit_frames_are_named")
+        || !prom::installed("sites_unwind_node_jit_frames_are_named", &["nodejs"], &["node"])
     {
         return;
     }

@@ -452,17 +452,9 @@ pub struct SitesTable {
     pub duration_secs: f64,
     pub sites: Vec<Row>,
     pub unattributed_bytes: u64,
-    pub stack_collisions: u64,
-    pub stack_errors: u64,
-    pub sites_full: u64,
-    pub fault_samples: u64,
-    pub allocs_full: u64,
-    /// Stack copies taken for unwinding by CFI, not taken (rate limit), lost (ring buffer full),
-    /// failed.
-    pub stack_copies: u64,
-    pub copies_limited: u64,
-    pub copies_dropped: u64,
-    pub copy_errors: u64,
+    /// The kernel side's counters, as fields of this object.
+    #[serde(flatten)]
+    pub counters: crate::sites::Counters,
     /// How the copies unwound.
     pub unwind: crate::sites::unwind::UnwindStats,
     /// Also written as folded stacks here (text form only).

@@ -14,32 +14,12 @@ use crate::{
 /// A JVM's collector after one young collection.
 fn jvm_gc() -> crate::state::gc::GcFigures {
     use crate::{
-        input::{GcEvent, Runtime},
-        state::gc::{GcConfig, GcTracker},
+        input::Runtime,
+        state::gc::{self, GcConfig, GcTracker},
     };
     let mut tr = GcTracker::new(GcConfig::default(), 0);
     tr.add(10, Runtime::Jvm);
-    tr.on_event(&GcEvent::JvmGcBegin {
-        pid: 10,
-        ts_ns: 0,
-        full: false,
-    });
-    for (end, used) in [(false, 50 << 20), (true, 10 << 20)] {
-        tr.on_event(&GcEvent::JvmPool {
-            pid: 10,
-            ts_ns: 1,
-            end,
-            manager: "G1 Young Generation".into(),
-            pool: "G1 Old Gen".into(),
-            used,
-            committed: 64 << 20,
-            max: Some(96 << 20),
-        });
-    }
-    tr.on_event(&GcEvent::JvmGcEnd {
-        pid: 10,
-        ts_ns: 10_000_000,
-    });
+    gc::young_collection(&mut tr, 10);
     tr.tick(1.0);
     tr.figures(10).unwrap()
 }
@@ -296,15 +276,11 @@ pub fn examples() -> Vec<Event> {
                 frames: vec!["leak_here".into(), "main".into()],
             }],
             unattributed_bytes: 0,
-            stack_collisions: 0,
-            stack_errors: 0,
-            sites_full: 0,
-            fault_samples: 4,
-            allocs_full: 0,
-            stack_copies: 4,
-            copies_limited: 0,
-            copies_dropped: 0,
-            copy_errors: 0,
+            counters: crate::sites::Counters {
+                fault_samples: 4,
+                stack_copies: 4,
+                ..Default::default()
+            },
             unwind: Default::default(),
             folded: None,
         })),

@@ -524,27 +524,27 @@ fn sites_table(t: &SitesTable) -> String {
     if t.sites.is_empty() {
         s.push_str("\n(no growth seen)");
     }
-    let full = t.sites_full + t.allocs_full;
+    let full = t.counters.sites_full + t.counters.allocs_full;
     let _ = write!(
         s,
         "\nstack-map collisions: {}, unreadable stacks: {}, fault samples: {}{}",
-        t.stack_collisions,
-        t.stack_errors,
-        t.fault_samples,
+        t.counters.stack_collisions,
+        t.counters.stack_errors,
+        t.counters.fault_samples,
         if full > 0 {
             format!(", not aggregated (maps full): {full}")
         } else {
             String::new()
         }
     );
-    if t.stack_copies + t.copies_limited + t.copy_errors > 0 {
+    if t.counters.stack_copies + t.counters.copies_limited + t.counters.copy_errors > 0 {
         let _ = write!(
             s,
             "\nstack copies unwound by CFI: {} (rate-limited: {}, lost: {}, failed: {}; {} ms of agent time)",
-            t.stack_copies,
-            t.copies_limited,
-            t.copies_dropped,
-            t.copy_errors,
+            t.counters.stack_copies,
+            t.counters.copies_limited,
+            t.counters.copies_dropped,
+            t.counters.copy_errors,
             t.unwind.unwind_ns / 1_000_000
         );
     }

@@ -187,7 +187,7 @@ mod tests {
         input::{GcEvent, Identity, Obs, Runtime},
         state::{
             ProcessTable,
-            gc::{GcConfig, GcTracker},
+            gc::{self, GcConfig, GcTracker},
             timeline::TimelineConfig,
         },
     };
@@ -209,27 +209,7 @@ mod tests {
         let mut tr = GcTracker::new(GcConfig::default(), 0);
         tr.add(1, Runtime::Jvm);
         tr.add(2, Runtime::Python);
-        tr.on_event(&GcEvent::JvmGcBegin {
-            pid: 1,
-            ts_ns: 0,
-            full: false,
-        });
-        for (end, used) in [(false, 50 << 20), (true, 10 << 20)] {
-            tr.on_event(&GcEvent::JvmPool {
-                pid: 1,
-                ts_ns: 1,
-                end,
-                manager: "G1 Young Generation".into(),
-                pool: "G1 Old Gen".into(),
-                used,
-                committed: 64 << 20,
-                max: Some(96 << 20),
-            });
-        }
-        tr.on_event(&GcEvent::JvmGcEnd {
-            pid: 1,
-            ts_ns: 10_000_000,
-        });
+        gc::young_collection(&mut tr, 1);
         tr.on_event(&GcEvent::PyGcStart {
             pid: 2,
             ts_ns: 0,

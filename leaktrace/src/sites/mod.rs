@@ -167,7 +167,7 @@ impl Row {
 }
 
 /// Kernel-side counters, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Counters {
     pub stack_collisions: u64,
     pub stack_errors: u64,

@@ -755,6 +755,30 @@ fn survived_markings(post: &VecDeque<(f64, u64)>, t: f64, v: &Verdict, cfg: &GcC
     }
 }
 
+/// Test fixture: one G1 young collection of `pid` (old generation 50 → 10 MiB of a 96 MiB
+/// maximum, 10 ms).
+#[cfg(test)]
+pub(crate) fn young_collection(tr: &mut GcTracker, pid: u32) {
+    tr.on_event(&GcEvent::JvmGcBegin {
+        pid,
+        ts_ns: 0,
+        full: false,
+    });
+    for (end, used) in [(false, 50 << 20), (true, 10 << 20)] {
+        tr.on_event(&GcEvent::JvmPool {
+            pid,
+            ts_ns: 1,
+            end,
+            manager: "G1 Young Generation".into(),
+            pool: "G1 Old Gen".into(),
+            used,
+            committed: 64 << 20,
+            max: Some(96 << 20),
+        });
+    }
+    tr.on_event(&GcEvent::JvmGcEnd { pid, ts_ns: 10_000_000 });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
