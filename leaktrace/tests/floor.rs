@@ -245,17 +245,23 @@ fn floor_follows_the_troughs_inside_each_interval() {
         mib(base),
         ticks.len()
     );
-    let high = ticks
+    // The floor saw what the end reading missed: intervals that ended high in the tide while
+    // their floor is the base. How many depends on the reading's phase in the tide, which drifts
+    // slowly against the interval (runs of low readings follow each other), and on the host's
+    // load (a starved process sits at its base): 3 to 10 of 11 were seen here (3 in CI, right
+    // after the busy-host test), so two is the bar. An end-of-interval reading passed off as the
+    // floor has none.
+    let missed = ticks
         .iter()
-        .filter(|r| r.floor.is_some_and(|f| r.footprint >= f + TIDE / 3))
+        .filter(|r| r.floor.is_some_and(|f| f <= base + MIB && r.footprint >= f + TIDE / 3))
         .count();
-    // The reading's phase in the tide drifts slowly against the interval (runs of low readings
-    // follow each other), and on a loaded host allocating the tide takes a good part of it: a
-    // third is what every run here reached (5 of 11 at the lowest, right after the 10-minute
-    // busy-host test).
+    eprintln!(
+        "floor: base in {missed} of {} intervals that ended high in the tide",
+        ticks.len()
+    );
     assert!(
-        high * 3 >= ticks.len(),
-        "the end readings should often catch the tide ({high} of {}):\n{all}",
+        missed >= 2,
+        "the floor should be the base in intervals that ended high in the tide ({missed} of {}):\n{all}",
         ticks.len()
     );
     assert!(
